@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The order flow, end to end, on the embedded store:
+#   builds the sluice binary and both handlers, starts a host in a temporary
+#   data directory, creates the topics and queues, deploys the handlers,
+#   publishes three orders (one invalid) and prints what happened.
+# Needs only rustup; the wasm toolchain is installed by `sluice build` if missing.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "building the sluice binary"
+cargo build --quiet -p sluice-host --bin sluice
+sluice="$root/target/debug/sluice"
+
+step "building the handlers (sluice build)"
+export CARGO_TARGET_DIR="$root/target/guests"   # one target dir for every guest
+"$sluice" build examples/order-flow/validate-order --out target/demo/validate-order.wasm
+"$sluice" build examples/order-flow/fulfil-order --out target/demo/fulfil-order.wasm
+unset CARGO_TARGET_DIR
+
+step "starting a host"
+work="$(mktemp -d)"
+"$sluice" serve --data-dir "$work/db" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/host.log" &
+host_pid=$!
+trap 'kill "$host_pid" 2>/dev/null || true; wait "$host_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$work/serve.out" 2>/dev/null && break
+  kill -0 "$host_pid" 2>/dev/null || { cat "$work/host.log"; exit 1; }
+  sleep 0.1
+done
+cat "$work/serve.out"
+export SLUICE_URL
+SLUICE_URL="$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)"
+
+step "creating topics and queues"
+"$sluice" topic create orders >/dev/null
+"$sluice" topic create fulfilled >/dev/null
+"$sluice" queue create fulfil >/dev/null
+"$sluice" queue create fulfilled-orders >/dev/null
+"$sluice" topic subscribe fulfilled to-queue --queue fulfilled-orders >/dev/null
+echo "topics: orders, fulfilled   queues: fulfil, fulfilled-orders"
+
+step "deploying the handlers (sluice deploy)"
+"$sluice" deploy validate-order target/demo/validate-order.wasm --topic orders --event-type orders.created >/dev/null
+"$sluice" deploy fulfil-order target/demo/fulfil-order.wasm --queue fulfil >/dev/null
+"$sluice" function list | grep -E '"(name|version|trigger)"|"queue"|"topic"' || true
+
+step "publishing three orders (sluice publish)"
+line='{"sku":"widget","quantity":2,"unit_price_cents":1250}'
+"$sluice" publish orders --type orders.created --subject orders/A-1 --id evt-A-1 \
+  --data "{\"id\":\"A-1\",\"customer\":\"contoso\",\"lines\":[$line]}"
+"$sluice" publish orders --type orders.created --subject orders/A-2 --id evt-A-2 \
+  --data "{\"id\":\"A-2\",\"customer\":\"fabrikam\",\"lines\":[$line,{\"sku\":\"gadget\",\"quantity\":1,\"unit_price_cents\":750}]}"
+"$sluice" publish orders --type orders.created --subject orders/A-3 --id evt-A-3 \
+  --data '{"id":"A-3","customer":"northwind","lines":[{"sku":"widget","quantity":0,"unit_price_cents":1250}]}'
+
+step "waiting for the flow to finish"
+for _ in $(seq 1 300); do
+  "$sluice" queue peek fulfilled-orders | grep -q "fulfilled-orders: 2 message" && \
+  "$sluice" queue dead-letters orders/subscriptions/validate-order | grep -q ": 1 message" && break
+  sleep 0.1
+done
+
+step "results: fulfilled orders (queue fulfilled-orders)"
+"$sluice" queue peek fulfilled-orders
+
+step "results: dead-lettered orders (validate-order's subscription)"
+"$sluice" queue dead-letters orders/subscriptions/validate-order
+
+step "what the handlers logged"
+grep 'sluice::guest' "$work/host.log" | sed -E 's/\x1b\[[0-9;]*m//g' || true
+grep -E 'handler finished|dead-lettered' "$work/host.log" | sed -E 's/\x1b\[[0-9;]*m//g' | tail -n 8 || true
+
+"$sluice" queue peek fulfilled-orders | grep -q "fulfilled-orders: 2 message" || { echo "the flow did not complete; host log: $work/host.log"; exit 1; }
+step "done: 2 orders fulfilled, 1 dead-lettered with reason InvalidOrder (data in $work)"

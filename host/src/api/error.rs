@@ -1,0 +1,188 @@
+//! Every failure on the request path becomes a response: a status code and
+//! a message that says what is wrong. Nothing escapes as a dropped
+//! connection.
+//!
+//! Management and Event Grid routes answer JSON in Azure's shape
+//! (`{"error":{"code":"...","message":"..."}}`, which the Event Grid SDKs
+//! read); Service Bus REST routes answer `<Error><Code>..</Code><Detail>..</Detail></Error>`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode, header};
+
+use crate::broker::BrokerError;
+use crate::events::EventsError;
+use crate::functions::FunctionError;
+use crate::runtime::PrepareError;
+use crate::services::DeployError;
+use crate::store::StoreError;
+
+/// How an error is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorFormat {
+    /// Azure management / Event Grid JSON.
+    Json,
+    /// Service Bus REST XML.
+    Xml,
+}
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short machine-readable code.
+    pub code: &'static str,
+    /// What is wrong, for a human.
+    pub message: String,
+    /// How to render it.
+    pub format: ErrorFormat,
+}
+
+impl ApiError {
+    /// An error with this status, code and message (JSON).
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            format: ErrorFormat::Json,
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
+    /// 405 Method Not Allowed.
+    pub fn method_not_allowed(method: &hyper::Method, path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("{method} is not supported on {path}"),
+        )
+    }
+
+    /// 413 Payload Too Large.
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", message)
+    }
+
+    /// Renders as Service Bus XML instead of JSON.
+    pub fn xml(mut self) -> ApiError {
+        self.format = ErrorFormat::Xml;
+        self
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (content_type, body) = match self.format {
+            ErrorFormat::Json => (
+                "application/json",
+                serde_json::json!({ "error": { "code": self.code, "message": self.message } })
+                    .to_string(),
+            ),
+            ErrorFormat::Xml => (
+                "application/xml; charset=utf-8",
+                format!(
+                    "<Error><Code>{}</Code><Detail>{}</Detail></Error>",
+                    self.status.as_u16(),
+                    xml_escape(&self.message)
+                ),
+            ),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = self.status;
+        if let Ok(value) = header::HeaderValue::from_str(content_type) {
+            response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        response
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn store_error(e: &StoreError) -> ApiError {
+    tracing::error!(error = %e, "store failure on the request path");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "StoreUnavailable",
+        e.to_string(),
+    )
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        let message = e.to_string();
+        match &e {
+            BrokerError::QueueNotFound(_) => ApiError::not_found(message),
+            BrokerError::QueueExists(_) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
+            BrokerError::InvalidName { .. } | BrokerError::InvalidProperty(_) => {
+                ApiError::bad_request(message)
+            }
+            BrokerError::MessageTooLarge { .. } => ApiError::too_large(message),
+            // Service Bus answers a lost lock with 410 Gone.
+            BrokerError::LockLost { .. } => {
+                ApiError::new(StatusCode::GONE, "MessageLockLost", message)
+            }
+            BrokerError::Store(s) => store_error(s),
+        }
+    }
+}
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        let message = e.to_string();
+        match e {
+            EventsError::TopicNotFound(_) | EventsError::SubscriptionNotFound { .. } => {
+                ApiError::not_found(message)
+            }
+            EventsError::TopicExists(_) | EventsError::SubscriptionExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+            }
+            EventsError::InvalidName { .. }
+            | EventsError::InvalidSubscription(_)
+            | EventsError::InvalidEvent(_) => ApiError::bad_request(message),
+            EventsError::Broker(b) => b.into(),
+            EventsError::Store(s) => store_error(&s),
+        }
+    }
+}
+
+impl From<FunctionError> for ApiError {
+    fn from(e: FunctionError) -> Self {
+        let message = e.to_string();
+        match &e {
+            FunctionError::NotFound(_) => ApiError::not_found(message),
+            FunctionError::InvalidName(_) | FunctionError::InvalidLimits(_) => {
+                ApiError::bad_request(message)
+            }
+            FunctionError::Component(PrepareError::Invalid(_) | PrepareError::WrongWorld(_)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidComponent", message)
+            }
+            FunctionError::Store(s) => store_error(s),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::TriggerQueueNotFound(_) | DeployError::TriggerTopicNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            DeployError::Function(f) => f.into(),
+            DeployError::Events(ev) => ev.into(),
+        }
+    }
+}

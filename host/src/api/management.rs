@@ -1,0 +1,255 @@
+//! `/api/...`: Sluice's JSON management API (what the CLI speaks).
+//!
+//! | request                                         | does                                |
+//! |-------------------------------------------------|-------------------------------------|
+//! | `GET /api/functions`                            | list functions                      |
+//! | `PUT /api/functions/{name}?queue=Q`             | deploy (body: component bytes)      |
+//! | `PUT /api/functions/{name}?topic=T&eventTypes=a,b` | deploy with a topic trigger      |
+//! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
+//! | `GET /api/queues`, `PUT`/`GET`/`DELETE /api/queues/{name}` | queues (PUT body: properties JSON, optional) |
+//! | `GET /api/messages/{entity}?from=1&max=32`      | peek (e.g. `fulfil/$DeadLetterQueue`) |
+//! | `GET /api/topics`, `PUT`/`GET`/`DELETE /api/topics/{name}` | topics                   |
+//! | `GET /api/topics/{t}/subscriptions`, `PUT`/`GET`/`DELETE /api/topics/{t}/subscriptions/{s}` | event subscriptions |
+//!
+//! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`.
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use super::messaging::body_json;
+use super::{ApiError, ApiRequest, ApiResult, empty, json};
+use crate::broker::{EntityPath, QueueProperties};
+use crate::clock;
+use crate::events::SubscriptionSpec;
+use crate::functions::{FunctionLimits, Trigger};
+use crate::services::Sluice;
+
+/// Largest component upload.
+const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+/// Largest JSON definition body.
+const MAX_DEFINITION_BYTES: usize = 64 * 1024;
+/// Most messages one peek returns.
+const MAX_PEEK: usize = 1000;
+
+pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
+    let segments: Vec<String> = request.segments[1..].to_vec();
+    let method = request.method.clone();
+    let path = request.path.clone();
+    match (segments.first().map(String::as_str), &segments[1..]) {
+        (Some("functions"), []) if method == Method::GET => {
+            json(StatusCode::OK, &sluice.functions.list())
+        }
+        (Some("functions"), [name]) => function(sluice, name, request).await,
+        (Some("queues"), []) if method == Method::GET => {
+            json(StatusCode::OK, &sluice.broker.list_queues())
+        }
+        (Some("queues"), name) if !name.is_empty() => queue(sluice, &name.join("/"), request).await,
+        (Some("messages"), entity) if !entity.is_empty() && method == Method::GET => {
+            peek(sluice, &EntityPath::parse(&entity.join("/")), &request)
+        }
+        (Some("topics"), []) if method == Method::GET => {
+            let host = request.host();
+            let topics: Vec<_> = sluice
+                .events
+                .list_topics()
+                .into_iter()
+                .map(|(name, subscriptions)| {
+                    json!({ "name": name, "endpoint": endpoint(&host, &name), "subscriptions": subscriptions })
+                })
+                .collect();
+            json(StatusCode::OK, &topics)
+        }
+        (Some("topics"), [name]) => topic(sluice, name, request).await,
+        (Some("topics"), [topic, subs]) if subs == "subscriptions" && method == Method::GET => {
+            json(StatusCode::OK, &sluice.events.subscriptions(topic)?)
+        }
+        (Some("topics"), [topic, subs, name]) if subs == "subscriptions" => {
+            subscription(sluice, topic, name, request).await
+        }
+        (Some("functions" | "queues" | "topics" | "messages"), _) => {
+            Err(ApiError::method_not_allowed(&method, &path))
+        }
+        _ => Err(ApiError::not_found(format!(
+            "no such endpoint: {path}; the management API has /api/functions, /api/queues, /api/messages and /api/topics"
+        ))),
+    }
+}
+
+fn endpoint(host: &str, topic: &str) -> String {
+    format!("http://{host}/topics/{topic}/api/events")
+}
+
+async fn function(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
+    match request.method {
+        Method::GET => match sluice.functions.get(name) {
+            Some(f) => json(StatusCode::OK, &f.record),
+            None => Err(ApiError::not_found(format!(
+                "function `{name}` does not exist"
+            ))),
+        },
+        Method::DELETE => json(StatusCode::OK, &sluice.delete_function(name).await?),
+        Method::PUT => {
+            let trigger = match (request.query.get("queue"), request.query.get("topic")) {
+                (Some(queue), None) => Trigger::Queue(queue.clone()),
+                (None, Some(topic)) => Trigger::Topic {
+                    topic: topic.clone(),
+                    event_types: request
+                        .query
+                        .get("eventTypes")
+                        .map(|t| {
+                            t.split(',')
+                                .map(str::trim)
+                                .filter(|t| !t.is_empty())
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "give exactly one trigger: `?queue=<queue>` or `?topic=<topic>[&eventTypes=a,b]`",
+                    ));
+                }
+            };
+            let defaults = FunctionLimits::default();
+            let limits = FunctionLimits {
+                max_concurrency: request
+                    .query_number("maxConcurrency")?
+                    .unwrap_or(defaults.max_concurrency),
+                timeout_secs: request
+                    .query_number("timeoutSecs")?
+                    .unwrap_or(defaults.timeout_secs),
+                memory_mib: request
+                    .query_number("memoryMib")?
+                    .unwrap_or(defaults.memory_mib),
+            };
+            let existed = sluice.functions.get(name).is_some();
+            let body = request.body(MAX_COMPONENT_BYTES).await?;
+            if body.is_empty() {
+                return Err(ApiError::bad_request(
+                    "the request body must be the component (.wasm) bytes",
+                ));
+            }
+            let record = sluice.deploy(name, body.to_vec(), trigger, limits).await?;
+            json(
+                if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                },
+                &record,
+            )
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
+    }
+}
+
+async fn queue(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
+    match request.method {
+        Method::GET => json(StatusCode::OK, &sluice.broker.queue_info(name)?),
+        Method::DELETE => {
+            sluice.broker.delete_queue(name).await?;
+            empty(StatusCode::OK)
+        }
+        Method::PUT => {
+            let body = request.body(MAX_DEFINITION_BYTES).await?;
+            let properties: QueueProperties = if body.iter().all(u8::is_ascii_whitespace) {
+                QueueProperties::default()
+            } else {
+                serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid queue properties: {e}")))?
+            };
+            json(
+                StatusCode::CREATED,
+                &sluice.broker.create_queue(name, properties).await?,
+            )
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
+    }
+}
+
+fn peek(sluice: &Sluice, entity: &EntityPath, request: &ApiRequest) -> ApiResult {
+    let from = request.query_number("from")?.unwrap_or(0);
+    let max = request.query_number("max")?.unwrap_or(32).min(MAX_PEEK);
+    let messages: Vec<_> = sluice
+        .broker
+        .peek(entity, from, max)?
+        .into_iter()
+        .map(|m| {
+            let record = m.record;
+            let mut view = json!({
+                "sequenceNumber": m.sequence_number,
+                "state": m.state,
+                "messageId": record.message_id,
+                "deliveryCount": record.delivery_count,
+                "enqueuedTime": clock::to_rfc3339(record.enqueued_at_ms),
+                "correlationId": record.correlation_id,
+                "subject": record.subject,
+                "contentType": record.content_type,
+                "userProperties": record.user_properties.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "lastError": record.last_error,
+            });
+            if let Some(info) = record.dead_letter {
+                view["deadLetterReason"] = json!(info.reason);
+                view["deadLetterDescription"] = json!(info.description);
+            }
+            if let (Some(view), serde_json::Value::Object(body)) = (view.as_object_mut(), body_json(&record.body)) {
+                view.extend(body);
+            }
+            view
+        })
+        .collect();
+    json(StatusCode::OK, &messages)
+}
+
+async fn topic(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
+    match request.method {
+        Method::GET => {
+            let subscriptions = sluice.events.subscriptions(name)?;
+            json(
+                StatusCode::OK,
+                &json!({ "name": name, "endpoint": endpoint(&request.host(), name), "subscriptions": subscriptions }),
+            )
+        }
+        Method::PUT => {
+            sluice.events.create_topic(name).await?;
+            json(
+                StatusCode::CREATED,
+                &json!({ "name": name, "endpoint": endpoint(&request.host(), name) }),
+            )
+        }
+        Method::DELETE => {
+            sluice.delete_topic(name).await?;
+            empty(StatusCode::OK)
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
+    }
+}
+
+async fn subscription(sluice: &Sluice, topic: &str, name: &str, request: ApiRequest) -> ApiResult {
+    match request.method {
+        Method::GET => json(StatusCode::OK, &sluice.events.subscription(topic, name)?),
+        Method::DELETE => json(
+            StatusCode::OK,
+            &sluice.delete_subscription(topic, name).await?,
+        ),
+        Method::PUT => {
+            let body = request.body(MAX_DEFINITION_BYTES).await?;
+            let spec: SubscriptionSpec = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "invalid subscription: {e}; expected {{\"destination\": {{\"queue\": \"q\"}} or {{\"function\": \"f\"}}, \"filter\": {{...}}}}"
+                ))
+            })?;
+            let (subscription, created) = sluice.put_subscription(topic, name, spec).await?;
+            json(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &subscription,
+            )
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
+    }
+}

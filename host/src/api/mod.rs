@@ -1,0 +1,229 @@
+//! The HTTP front door: one port, three families of routes.
+//!
+//! | path                                   | what                                   | module          |
+//! |----------------------------------------|----------------------------------------|-----------------|
+//! | `/api/...`                             | Sluice management (JSON)               | [`management`]  |
+//! | `/topics/{topic}/api/events`           | Event Grid / CloudEvents publish       | [`publish`]     |
+//! | `/{entity}/messages[/head|/{seq}/{lock}]` | Service Bus REST data plane         | [`messaging`]   |
+//! | `/health`                              | liveness                               | here            |
+//!
+//! This is the only module that knows HTTP. Handlers return
+//! `Result<Response, ApiError>`; errors become responses ([`error`]).
+
+pub mod error;
+mod management;
+mod messaging;
+mod publish;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+use crate::services::Sluice;
+
+/// What a route handler returns.
+pub type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
+
+/// A request taken apart for routing.
+pub(crate) struct ApiRequest {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    /// Percent-decoded path segments.
+    pub(crate) segments: Vec<String>,
+    pub(crate) query: HashMap<String, String>,
+    pub(crate) headers: HeaderMap,
+    body: Incoming,
+}
+
+impl ApiRequest {
+    /// Reads the whole body, refusing more than `limit` bytes with 413.
+    pub(crate) async fn body(self, limit: usize) -> Result<Bytes, ApiError> {
+        let too_large = || {
+            ApiError::too_large(format!(
+                "the request body exceeds the {limit}-byte limit of this endpoint"
+            ))
+        };
+        if let Some(length) = self.headers.get(header::CONTENT_LENGTH) {
+            let length: usize = length
+                .to_str()
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?;
+            if length > limit {
+                return Err(too_large());
+            }
+        }
+        match Limited::new(self.body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "cannot read the request body: {e}"
+            ))),
+        }
+    }
+
+    /// A header as text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Host` header, or the listen address when absent.
+    pub(crate) fn host(&self) -> String {
+        self.header("host").unwrap_or("localhost").to_string()
+    }
+
+    /// A numeric query parameter, with a clear error when malformed.
+    pub(crate) fn query_number<T: std::str::FromStr>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, ApiError> {
+        match self.query.get(name) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "query parameter `{name}` must be a number, got `{text}`"
+                ))
+            }),
+        }
+    }
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })?;
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// An empty response.
+pub(crate) fn empty(status: StatusCode) -> ApiResult {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+fn parse(request: Request<Incoming>) -> ApiRequest {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let segments = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect();
+    ApiRequest {
+        method: parts.method,
+        path,
+        segments,
+        query,
+        headers: parts.headers,
+        body,
+    }
+}
+
+async fn route(sluice: Arc<Sluice>, request: ApiRequest) -> ApiResult {
+    let first = request.segments.first().map(|s| s.to_ascii_lowercase());
+    match first.as_deref() {
+        None => Err(ApiError::not_found(
+            "nothing here; see /api/queues, /api/topics or /api/functions",
+        )),
+        Some("health") => json(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        Some("api") => management::route(&sluice, request).await,
+        Some("topics") if publish::is_publish_path(&request.segments) => {
+            publish::route(&sluice, request).await
+        }
+        _ => messaging::route(&sluice, request)
+            .await
+            .map_err(ApiError::xml),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, sluice: Arc<Sluice>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let sluice = sluice.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let sluice = sluice.clone();
+                async move {
+                    let method = request.method().clone();
+                    let path = request.uri().path().to_string();
+                    let response = route(sluice, parse(request)).await.unwrap_or_else(|e| {
+                        if e.status.is_server_error() {
+                            tracing::warn!(%method, %path, status = e.status.as_u16(), message = %e.message, "request failed");
+                        } else {
+                            tracing::debug!(%method, %path, status = e.status.as_u16(), message = %e.message, "request refused");
+                        }
+                        let mut response = e.into_response();
+                        // The request body may be unread (refused early): close
+                        // the connection rather than leave it unusable for reuse.
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                        response
+                    });
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

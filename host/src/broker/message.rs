@@ -1,0 +1,178 @@
+//! What a queue holds: stored messages, what senders give, what receivers get.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Position of a message in its queue; strictly increasing per entity.
+pub type SequenceNumber = u64;
+
+/// Proves that a receiver holds the lock on a message (peek-lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LockToken(uuid::Uuid);
+
+impl LockToken {
+    pub(crate) fn new() -> LockToken {
+        LockToken(uuid::Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for LockToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for LockToken {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(LockToken)
+    }
+}
+
+/// Why a message sits in a dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterInfo {
+    /// Short machine-readable reason, e.g. `MaxDeliveryCountExceeded`.
+    pub reason: String,
+    /// Human-readable explanation.
+    pub description: String,
+}
+
+/// A message as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Sender-given id (generated when absent).
+    pub message_id: String,
+    /// The payload.
+    pub body: Vec<u8>,
+    /// Media type of the body.
+    pub content_type: Option<String>,
+    /// Correlates the steps of one business transaction.
+    pub correlation_id: Option<String>,
+    /// Application label (`Label` / `Subject`).
+    pub subject: Option<String>,
+    /// Application properties.
+    pub user_properties: Vec<(String, String)>,
+    /// When the queue accepted it (Unix ms).
+    pub enqueued_at_ms: i64,
+    /// Not delivered before this time (Unix ms): scheduled or backing off.
+    pub visible_at_ms: i64,
+    /// Deliveries so far.
+    pub delivery_count: u32,
+    /// Why the last delivery attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Set once the message is dead-lettered.
+    pub dead_letter: Option<DeadLetterInfo>,
+}
+
+/// A message a sender hands to the broker.
+#[derive(Clone, Debug, Default)]
+pub struct NewMessage {
+    /// Sender-given id; generated when absent.
+    pub message_id: Option<String>,
+    /// The payload.
+    pub body: Vec<u8>,
+    /// Media type of the body.
+    pub content_type: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Application label.
+    pub subject: Option<String>,
+    /// Application properties.
+    pub user_properties: Vec<(String, String)>,
+    /// Scheduled enqueue time (Unix ms), if later than now.
+    pub scheduled_at_ms: Option<i64>,
+}
+
+impl NewMessage {
+    /// A message with this body and nothing else set.
+    pub fn with_body(body: impl Into<Vec<u8>>) -> NewMessage {
+        NewMessage {
+            body: body.into(),
+            ..NewMessage::default()
+        }
+    }
+
+    /// Bytes this message takes against the queue's max message size.
+    pub(crate) fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .user_properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    pub(crate) fn into_record(self, now_ms: i64) -> MessageRecord {
+        MessageRecord {
+            message_id: self
+                .message_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
+            body: self.body,
+            content_type: self.content_type,
+            correlation_id: self.correlation_id,
+            subject: self.subject,
+            user_properties: self.user_properties,
+            enqueued_at_ms: now_ms,
+            visible_at_ms: self.scheduled_at_ms.unwrap_or(now_ms).max(now_ms),
+            delivery_count: 0,
+            last_error: None,
+            dead_letter: None,
+        }
+    }
+}
+
+/// The lock a peek-lock receiver holds.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageLock {
+    /// Present it to complete, abandon, renew or dead-letter.
+    pub token: LockToken,
+    /// The lock expires at this time (Unix ms) unless renewed.
+    pub locked_until_ms: i64,
+}
+
+/// A message handed to a receiver.
+#[derive(Clone, Debug)]
+pub struct ReceivedMessage {
+    /// Its sequence number.
+    pub sequence_number: SequenceNumber,
+    /// The lock (peek-lock), or `None` (receive-and-delete, peek).
+    pub lock: Option<MessageLock>,
+    /// The message, with the delivery count including this delivery.
+    pub record: MessageRecord,
+}
+
+/// How a receiver takes a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiveMode {
+    /// Lock it; the receiver settles it later.
+    PeekLock,
+    /// Remove it at once.
+    ReceiveAndDelete,
+}
+
+/// Where a message is in its life, as peek shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MessageState {
+    /// Waiting for a receiver.
+    Active,
+    /// Locked by a receiver.
+    Locked,
+    /// Not deliverable before its visible time (scheduled or backing off).
+    Scheduled,
+}
+
+/// A message seen by peek (no lock taken).
+#[derive(Clone, Debug)]
+pub struct PeekedMessage {
+    /// Its sequence number.
+    pub sequence_number: SequenceNumber,
+    /// Where it is in its life.
+    pub state: MessageState,
+    /// The message.
+    pub record: MessageRecord,
+}

@@ -1,0 +1,37 @@
+//! `sluice:handler/sender`: a guest sends a message to a queue.
+
+use super::HostContext;
+use crate::broker::{BrokerError, NewMessage};
+use crate::runtime::bindings::sender::Host;
+use crate::runtime::bindings::types::{CapabilityError, OutgoingMessage};
+
+impl Host for HostContext {
+    async fn send(
+        &mut self,
+        queue: String,
+        message: OutgoingMessage,
+    ) -> Result<u64, CapabilityError> {
+        let message = NewMessage {
+            message_id: message.message_id,
+            body: message.body,
+            content_type: message.content_type,
+            // Inherit the transaction's correlation id unless the guest set one.
+            correlation_id: message
+                .correlation_id
+                .or_else(|| self.correlation_id.clone()),
+            subject: message.subject,
+            user_properties: message.user_properties,
+            scheduled_at_ms: None,
+        };
+        match self.broker.send(&queue, vec![message]).await {
+            Ok(seqs) => Ok(seqs.first().copied().unwrap_or_default()),
+            Err(BrokerError::QueueNotFound(_)) => Err(CapabilityError::NotFound(format!(
+                "queue `{queue}` does not exist"
+            ))),
+            Err(e @ (BrokerError::MessageTooLarge { .. } | BrokerError::InvalidName { .. })) => {
+                Err(CapabilityError::Invalid(e.to_string()))
+            }
+            Err(e) => Err(CapabilityError::Unavailable(e.to_string())),
+        }
+    }
+}

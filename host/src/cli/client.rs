@@ -1,0 +1,76 @@
+//! A small HTTP client for the host's API, shared by the client verbs.
+
+use anyhow::{Context, bail};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+pub(crate) struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub(crate) fn new(base: &str) -> anyhow::Result<Client> {
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .build()
+                .context("creating the HTTP client")?,
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    /// Sends, and turns a non-success answer into an error with the host's message.
+    pub(crate) async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the Sluice host at {} (is `sluice serve` running?)",
+                self.base
+            )
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        bail!("the host answered {status}: {message}")
+    }
+
+    /// Sends and parses a JSON answer.
+    pub(crate) async fn json(&self, request: RequestBuilder) -> anyhow::Result<Value> {
+        let response = self.send(request).await?;
+        response
+            .json()
+            .await
+            .context("the host's answer is not JSON")
+    }
+}
+
+/// Percent-encodes one path segment.
+pub(crate) fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Percent-encodes an entity path, keeping its `/` separators.
+pub(crate) fn entity_path(path: &str) -> String {
+    path.split('/').map(segment).collect::<Vec<_>>().join("/")
+}
+
+/// Prints JSON for humans.
+pub(crate) fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}

@@ -1,0 +1,70 @@
+//! The `sluice` command: one file per verb.
+//!
+//! `serve` runs a host; `build` compiles a handler crate to a component;
+//! every other verb is a client of a running host's HTTP API (`--url`, or
+//! `SLUICE_URL`, default `http://127.0.0.1:7070`).
+
+mod build;
+mod client;
+mod deploy;
+mod function;
+mod publish;
+mod queue;
+mod send;
+mod serve;
+mod topic;
+
+use clap::{Parser, Subcommand};
+
+/// Where a running host is, unless `--url` says otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
+
+/// Sluice: durable queues, event topics and WebAssembly handlers in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// The host to talk to (client commands).
+    #[arg(long, global = true, env = "SLUICE_URL", default_value = DEFAULT_URL)]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a host: store, queues, topics, runtime and HTTP API.
+    Serve(serve::ServeCommand),
+    /// Build a handler crate into a Wasm component.
+    Build(build::BuildCommand),
+    /// Upload a component as a function with its trigger.
+    Deploy(deploy::DeployCommand),
+    /// List or delete functions.
+    #[command(subcommand, alias = "fn")]
+    Function(function::FunctionCommand),
+    /// Create, list and inspect queues and their dead letters.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
+    /// Create and list topics and subscribe to them.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Publish an event to a topic.
+    Publish(publish::PublishCommand),
+    /// Send a message to a queue.
+    Send(send::SendCommand),
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let client = client::Client::new(&cli.url);
+    match cli.command {
+        Command::Serve(cmd) => cmd.run().await,
+        Command::Build(cmd) => cmd.run().await,
+        Command::Deploy(cmd) => cmd.run(&client?).await,
+        Command::Function(cmd) => cmd.run(&client?).await,
+        Command::Queue(cmd) => cmd.run(&client?).await,
+        Command::Topic(cmd) => cmd.run(&client?).await,
+        Command::Publish(cmd) => cmd.run(&client?).await,
+        Command::Send(cmd) => cmd.run(&client?).await,
+    }
+}

@@ -1,0 +1,95 @@
+//! `sluice serve`: run a host.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::dispatch::DispatchSettings;
+use crate::services::{Sluice, SluiceConfig};
+use crate::store::Durability;
+use crate::telemetry;
+
+/// Run a host.
+#[derive(Debug, Args)]
+pub(crate) struct ServeCommand {
+    /// Where the database lives.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
+    data_dir: PathBuf,
+    /// Address of the HTTP API (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Acknowledge writes after an fsync (`fsync`, the default) or flush every N ms (`interval:N`, faster, may lose up to N ms of acknowledged writes on a crash).
+    #[arg(long, env = "SLUICE_DURABILITY", default_value = "fsync", value_parser = parse_durability)]
+    durability: Durability,
+    /// Multiplies Event Grid's retry schedule (10 s, 30 s, 1 min, ...); tests use a small value.
+    #[arg(long, env = "SLUICE_EVENT_RETRY_TIME_SCALE", default_value_t = 1.0)]
+    event_retry_time_scale: f64,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text {
+        "fsync" => Ok(Durability::Fsync),
+        _ => match text.strip_prefix("interval:").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(Durability::Interval(ms)),
+            _ => Err(format!(
+                "`{text}` is not `fsync` or `interval:<milliseconds>`"
+            )),
+        },
+    }
+}
+
+impl ServeCommand {
+    pub(crate) async fn run(self) -> anyhow::Result<()> {
+        telemetry::init("info,sled=warn,cranelift=warn,wasmtime=warn");
+        if !(self.event_retry_time_scale.is_finite() && self.event_retry_time_scale >= 0.0) {
+            anyhow::bail!("--event-retry-time-scale must be a non-negative number");
+        }
+        let config = SluiceConfig {
+            data_dir: self.data_dir.clone(),
+            durability: self.durability,
+            dispatch: DispatchSettings {
+                retry_time_scale: self.event_retry_time_scale,
+            },
+        };
+        let sluice = Sluice::open(&config).await?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", self.listen))?;
+        let addr = listener.local_addr()?;
+        // Scripts and tests read this line to find the port.
+        println!(
+            "sluice listening on http://{addr} (data in {})",
+            self.data_dir.display()
+        );
+        tracing::info!(%addr, data_dir = %self.data_dir.display(), "host started");
+        crate::api::serve(listener, sluice.clone(), shutdown_signal()).await;
+        tracing::info!("shutting down");
+        sluice.shutdown();
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

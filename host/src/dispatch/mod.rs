@@ -1,0 +1,440 @@
+//! Triggers: drain queues into handlers and settle by their outcome.
+//!
+//! Read [`Dispatcher`] first. It runs one worker per trigger: a queue
+//! trigger of a function, or an event subscription (whose destination is a
+//! function or a queue). [`Dispatcher::reconcile`] compares the workers
+//! running with the functions and subscriptions defined and starts or
+//! stops workers to match; it runs after every change.
+//!
+//! A worker takes a concurrency permit of its function, receives one
+//! message under peek-lock, and invokes the handler in a task of its own
+//! while renewing the lock. The outcome settles the message:
+//! complete → complete; abandon, error, trap or timeout → abandon (events
+//! back off on Event Grid's schedule, scaled by `retry_time_scale`);
+//! dead-letter → dead-letter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::broker::{Broker, DeadLetterInfo, EntityPath, NewMessage, ReceiveMode, ReceivedMessage};
+use crate::capability::HostContext;
+use crate::clock;
+use crate::events::{Destination, Event, Events, RetryPolicy, Subscription, schema};
+use crate::functions::{Functions, Trigger};
+use crate::runtime::{Input, Outcome};
+
+/// How long one receive call waits before a worker looks around again.
+const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+/// Pause after a failed receive (queue deleted, store trouble).
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Event Grid's dead-letter reason after the last attempt.
+pub const MAX_DELIVERY_ATTEMPTS_EXCEEDED: &str = "MaxDeliveryAttemptsExceeded";
+/// Event Grid's dead-letter reason for events past their time-to-live.
+pub const TIME_TO_LIVE_EXCEEDED: &str = "TimeToLiveExceeded";
+
+/// Knobs of delivery.
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchSettings {
+    /// Multiplies Event Grid's retry schedule: 1.0 in production, small in
+    /// tests so hours become milliseconds.
+    pub retry_time_scale: f64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        DispatchSettings {
+            retry_time_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum WorkerKey {
+    QueueTrigger {
+        function: String,
+        queue: String,
+    },
+    Subscription {
+        topic: String,
+        name: String,
+        destination: Destination,
+        retry: (u32, u32),
+    },
+}
+
+impl WorkerKey {
+    fn queue(&self) -> String {
+        match self {
+            WorkerKey::QueueTrigger { queue, .. } => queue.clone(),
+            WorkerKey::Subscription { topic, name, .. } => {
+                crate::events::delivery_queue(topic, name)
+            }
+        }
+    }
+
+    fn function(&self) -> Option<&str> {
+        match self {
+            WorkerKey::QueueTrigger { function, .. } => Some(function),
+            WorkerKey::Subscription {
+                destination: Destination::Function(f),
+                ..
+            } => Some(f),
+            WorkerKey::Subscription { .. } => None,
+        }
+    }
+}
+
+/// Runs the triggers.
+pub struct Dispatcher {
+    broker: Arc<Broker>,
+    events: Arc<Events>,
+    functions: Arc<Functions>,
+    settings: DispatchSettings,
+    workers: Mutex<HashMap<WorkerKey, JoinHandle<()>>>,
+}
+
+/// What a delivery attempt came to, before settlement.
+type Attempt = Result<Outcome, String>;
+
+impl Dispatcher {
+    /// A dispatcher with no workers yet; call [`Dispatcher::reconcile`].
+    pub fn new(
+        broker: Arc<Broker>,
+        events: Arc<Events>,
+        functions: Arc<Functions>,
+        settings: DispatchSettings,
+    ) -> Dispatcher {
+        Dispatcher {
+            broker,
+            events,
+            functions,
+            settings,
+            workers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts and stops workers to match the functions and subscriptions defined.
+    pub fn reconcile(self: &Arc<Self>) {
+        let mut wanted: Vec<WorkerKey> = Vec::new();
+        for record in self.functions.list() {
+            if let Trigger::Queue(queue) = record.trigger {
+                wanted.push(WorkerKey::QueueTrigger {
+                    function: record.name,
+                    queue,
+                });
+            }
+        }
+        for Subscription {
+            topic, name, spec, ..
+        } in self.events.all_subscriptions()
+        {
+            let retry = (
+                spec.retry_policy.max_delivery_attempts,
+                spec.retry_policy.event_time_to_live_in_minutes,
+            );
+            wanted.push(WorkerKey::Subscription {
+                topic,
+                name,
+                destination: spec.destination,
+                retry,
+            });
+        }
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers.retain(|key, handle| {
+            let keep = wanted.contains(key);
+            if !keep {
+                // Invocations already running are separate tasks and finish.
+                handle.abort();
+                tracing::debug!(?key, "trigger stopped");
+            }
+            keep
+        });
+        for key in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = workers.entry(key) {
+                let key = slot.key().clone();
+                tracing::debug!(?key, "trigger started");
+                slot.insert(tokio::spawn(self.clone().run_worker(key)));
+            }
+        }
+    }
+
+    /// Stops every worker.
+    pub fn shutdown(&self) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, handle) in workers.drain() {
+            handle.abort();
+        }
+    }
+
+    async fn run_worker(self: Arc<Self>, key: WorkerKey) {
+        let path = EntityPath::active(&key.queue());
+        loop {
+            let permit = match key.function() {
+                Some(name) => match self.functions.get(name) {
+                    Some(function) => match function.concurrency.clone().acquire_owned().await {
+                        Ok(permit) => Some(permit),
+                        Err(_) => continue,
+                    },
+                    // Undeployed while a subscription still points at it:
+                    // deliveries fail and follow the retry policy.
+                    None => None,
+                },
+                None => None,
+            };
+            match self
+                .broker
+                .receive(&path, ReceiveMode::PeekLock, RECEIVE_WAIT)
+                .await
+            {
+                // Queue destinations are forwarded inline, which keeps their order.
+                Ok(Some(message)) if key.function().is_none() => self.deliver(&key, message).await,
+                Ok(Some(message)) => {
+                    let this = self.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        this.deliver(&key, message).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(queue = %path, error = %e, "trigger cannot receive");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, key: &WorkerKey, message: ReceivedMessage) {
+        let path = EntityPath::active(&key.queue());
+        match key {
+            WorkerKey::QueueTrigger { function, .. } => {
+                let correlation = message.record.correlation_id.clone();
+                let attempt = self
+                    .invoke_with_renewal(
+                        &path,
+                        &message,
+                        function,
+                        correlation,
+                        Input::Message(&message),
+                    )
+                    .await;
+                self.settle(&path, &message, attempt, None).await;
+            }
+            WorkerKey::Subscription {
+                destination,
+                retry: (max_attempts, ttl_minutes),
+                ..
+            } => {
+                let event: Event = match schema::from_wire(&message.record.body) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let info = DeadLetterInfo {
+                            reason: "MalformedEvent".into(),
+                            description: format!("the stored event cannot be read: {e}"),
+                        };
+                        self.settle(&path, &message, Ok(Outcome::DeadLetter(info)), None)
+                            .await;
+                        return;
+                    }
+                };
+                let age_ms = clock::now_ms() - message.record.enqueued_at_ms;
+                if age_ms > i64::from(*ttl_minutes) * 60_000 {
+                    let info = DeadLetterInfo {
+                        reason: TIME_TO_LIVE_EXCEEDED.into(),
+                        description: format!(
+                            "event not delivered within its time-to-live of {ttl_minutes} minutes"
+                        ),
+                    };
+                    self.settle(&path, &message, Ok(Outcome::DeadLetter(info)), None)
+                        .await;
+                    return;
+                }
+                let attempt = match destination {
+                    Destination::Function(function) => {
+                        self.invoke_with_renewal(
+                            &path,
+                            &message,
+                            function,
+                            message.record.correlation_id.clone(),
+                            Input::Event(&event),
+                        )
+                        .await
+                    }
+                    Destination::Queue(queue) => {
+                        self.forward_to_queue(queue, &event, message.record.correlation_id.clone())
+                            .await
+                    }
+                };
+                self.settle(&path, &message, attempt, Some(*max_attempts))
+                    .await;
+            }
+        }
+    }
+
+    async fn forward_to_queue(
+        &self,
+        queue: &str,
+        event: &Event,
+        correlation_id: Option<String>,
+    ) -> Attempt {
+        let body = serde_json::to_vec(&event.to_wire()).map_err(|e| e.to_string())?;
+        let message = NewMessage {
+            message_id: Some(event.id.clone()),
+            body,
+            content_type: Some("application/json".into()),
+            correlation_id,
+            subject: event.subject.clone(),
+            user_properties: vec![("aeg-event-type".into(), event.event_type.clone())],
+            scheduled_at_ms: None,
+        };
+        match self.broker.send(queue, vec![message]).await {
+            Ok(_) => Ok(Outcome::Complete),
+            Err(e) => Err(format!("cannot deliver to queue `{queue}`: {e}")),
+        }
+    }
+
+    /// Invokes a function while keeping the message's lock alive.
+    async fn invoke_with_renewal(
+        &self,
+        path: &EntityPath,
+        message: &ReceivedMessage,
+        function: &str,
+        correlation_id: Option<String>,
+        input: Input<'_>,
+    ) -> Attempt {
+        let Some(deployed) = self.functions.get(function) else {
+            return Err(format!("function `{function}` is not deployed"));
+        };
+        let invocation_id = uuid::Uuid::new_v4().simple().to_string();
+        let span = tracing::info_span!(
+            "invoke",
+            function,
+            version = deployed.record.version,
+            invocation = %invocation_id,
+            entity = %path,
+            seq = message.sequence_number,
+            delivery_count = message.record.delivery_count,
+        );
+        let host = HostContext::new(
+            function,
+            invocation_id,
+            correlation_id,
+            self.broker.clone(),
+            self.events.clone(),
+        );
+        let started = Instant::now();
+        let invocation = self
+            .functions
+            .runtime()
+            .invoke(
+                &deployed.handler,
+                deployed.record.limits.invocation(),
+                host,
+                input,
+            )
+            .instrument(span.clone());
+        let renewal = self.renew_lock_forever(path, message);
+        let result = tokio::select! {
+            result = invocation => result,
+            () = renewal => unreachable_renewal(),
+        };
+        let _enter = span.enter();
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(outcome) => {
+                tracing::info!(?outcome, elapsed_ms, "handler finished");
+                Ok(outcome)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, elapsed_ms, "handler failed");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Renews the lock at half its remaining time, until dropped.
+    async fn renew_lock_forever(&self, path: &EntityPath, message: &ReceivedMessage) {
+        let Some(lock) = message.lock else {
+            return std::future::pending().await;
+        };
+        let mut until = lock.locked_until_ms;
+        loop {
+            let half = u64::try_from((until - clock::now_ms()) / 2)
+                .unwrap_or(0)
+                .max(100);
+            tokio::time::sleep(Duration::from_millis(half)).await;
+            match self
+                .broker
+                .renew_lock(path, message.sequence_number, lock.token)
+            {
+                Ok(next) => until = next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lock renewal failed; the message may be delivered again");
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
+    /// Settles a message by the attempt's outcome. `max_attempts` is set for
+    /// event subscriptions, which back off and dead-letter as Event Grid does.
+    async fn settle(
+        &self,
+        path: &EntityPath,
+        message: &ReceivedMessage,
+        attempt: Attempt,
+        max_attempts: Option<u32>,
+    ) {
+        let seq = message.sequence_number;
+        let Some(lock) = message.lock else { return };
+        let result = match attempt {
+            Ok(Outcome::Complete) => self.broker.complete(path, seq, lock.token).await,
+            Ok(Outcome::DeadLetter(info)) => {
+                self.broker.dead_letter(path, seq, lock.token, info).await
+            }
+            Ok(Outcome::Abandon(reason)) | Err(reason) => {
+                let count = message.record.delivery_count;
+                match max_attempts {
+                    Some(max) if count >= max => {
+                        let info = DeadLetterInfo {
+                            reason: MAX_DELIVERY_ATTEMPTS_EXCEEDED.into(),
+                            description: format!(
+                                "not delivered after {count} attempts; last error: {reason}"
+                            ),
+                        };
+                        self.broker.dead_letter(path, seq, lock.token, info).await
+                    }
+                    Some(_) => {
+                        let secs = RetryPolicy::backoff_secs(count) as f64
+                            * self.settings.retry_time_scale;
+                        let delay = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
+                        self.broker
+                            .abandon(path, seq, lock.token, Some(&reason), delay)
+                            .await
+                            .map(|_| ())
+                    }
+                    None => self
+                        .broker
+                        .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO)
+                        .await
+                        .map(|_| ()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(entity = %path, seq, error = %e, "settlement failed; the message will be delivered again");
+        }
+    }
+}
+
+fn unreachable_renewal() -> Result<Outcome, crate::runtime::InvocationError> {
+    // `renew_lock_forever` never completes; this arm only satisfies the types.
+    Err(crate::runtime::InvocationError::Trap(
+        "lock renewal ended unexpectedly".into(),
+    ))
+}

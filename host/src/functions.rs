@@ -1,0 +1,348 @@
+//! Deployed functions: their components, triggers and limits, durably.
+//!
+//! Read [`Functions`] first. A deploy validates the component against the
+//! world and precompiles it once ([`Runtime::compile`]); the original bytes
+//! and the compiled artifact are stored by content hash, so a restart loads
+//! the artifact instead of compiling again (and recompiles only when the
+//! engine changed). Redeploying a name makes a new version; invocations in
+//! flight finish on the version they started with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::clock;
+use crate::runtime::{HandlerPre, InvocationLimits, InvocationState, PrepareError, Runtime};
+use crate::store::{Store, StoreError};
+
+/// Invocations of one function that may run at once, by default.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
+/// Wall-clock deadline of one invocation, by default.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// Linear memory cap of one instance, by default.
+pub const DEFAULT_MEMORY_MIB: u32 = 64;
+
+/// Why a function operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FunctionError {
+    /// No function by that name.
+    #[error("function `{0}` does not exist")]
+    NotFound(String),
+    /// The name breaks the naming rules.
+    #[error("invalid function name `{0}`: use 1 to 64 letters, digits, `-` or `_`")]
+    InvalidName(String),
+    /// A limit is out of range.
+    #[error("invalid function limits: {0}")]
+    InvalidLimits(String),
+    /// The component was refused.
+    #[error(transparent)]
+    Component(#[from] PrepareError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What makes a function run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// Every message arriving on this queue.
+    Queue(String),
+    /// Events published to a topic, through a subscription named after the function.
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Only these event types; all when empty.
+        #[serde(default)]
+        event_types: Vec<String>,
+    },
+}
+
+/// Resource limits of a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FunctionLimits {
+    /// Invocations that may run at once (1 ..= 1000).
+    pub max_concurrency: u32,
+    /// Deadline of one invocation in seconds (1 ..= 600).
+    pub timeout_secs: u64,
+    /// Memory cap of one instance in MiB (1 ..= 1024).
+    pub memory_mib: u32,
+}
+
+impl Default for FunctionLimits {
+    fn default() -> Self {
+        FunctionLimits {
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            timeout_secs: DEFAULT_TIMEOUT_SECS,
+            memory_mib: DEFAULT_MEMORY_MIB,
+        }
+    }
+}
+
+impl FunctionLimits {
+    fn validate(&self) -> Result<(), FunctionError> {
+        let check = |ok: bool, what: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(FunctionError::InvalidLimits(what))
+            }
+        };
+        check(
+            (1..=1000).contains(&self.max_concurrency),
+            format!(
+                "maxConcurrency must be between 1 and 1000, got {}",
+                self.max_concurrency
+            ),
+        )?;
+        check(
+            (1..=600).contains(&self.timeout_secs),
+            format!(
+                "timeoutSecs must be between 1 and 600, got {}",
+                self.timeout_secs
+            ),
+        )?;
+        check(
+            (1..=1024).contains(&self.memory_mib),
+            format!(
+                "memoryMib must be between 1 and 1024, got {}",
+                self.memory_mib
+            ),
+        )
+    }
+
+    /// The runtime's view of these limits.
+    pub fn invocation(&self) -> InvocationLimits {
+        InvocationLimits {
+            timeout: Duration::from_secs(self.timeout_secs),
+            memory_bytes: usize::try_from(self.memory_mib).unwrap_or(usize::MAX) << 20,
+        }
+    }
+}
+
+/// A deployed function as stored and listed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionRecord {
+    /// Its name.
+    pub name: String,
+    /// 1 for the first deploy, then one more per redeploy.
+    pub version: u32,
+    /// sha256 of the component, hex.
+    pub component_hash: String,
+    /// Size of the component in bytes.
+    pub component_size: usize,
+    /// When this version was deployed, RFC 3339.
+    pub deployed_at: String,
+    /// What makes it run.
+    pub trigger: Trigger,
+    /// Its limits.
+    pub limits: FunctionLimits,
+}
+
+/// A function ready to invoke.
+pub struct DeployedFunction {
+    /// Its definition.
+    pub record: FunctionRecord,
+    /// The pre-linked component.
+    pub handler: HandlerPre<InvocationState>,
+    /// Permits for concurrent invocations.
+    pub concurrency: Arc<Semaphore>,
+}
+
+/// Owns every deployed function.
+pub struct Functions {
+    store: Store,
+    runtime: Arc<Runtime>,
+    deployed: RwLock<HashMap<String, Arc<DeployedFunction>>>,
+}
+
+fn validate_name(name: &str) -> Result<(), FunctionError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(FunctionError::InvalidName(name.to_string()))
+    }
+}
+
+impl Functions {
+    /// Loads every deployed function, from precompiled artifacts where possible.
+    pub async fn open(store: Store, runtime: Arc<Runtime>) -> Result<Functions, FunctionError> {
+        let functions = Functions {
+            store,
+            runtime,
+            deployed: RwLock::new(HashMap::new()),
+        };
+        for entry in functions.store.functions().iter() {
+            let (_, value) = entry.map_err(StoreError::from)?;
+            let record: FunctionRecord =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    tree: "functions",
+                    detail: e.to_string(),
+                })?;
+            let handler = functions.load(&record.component_hash).await?;
+            functions.install(record, handler);
+        }
+        Ok(functions)
+    }
+
+    fn compiled_key(&self, hash: &str) -> String {
+        format!("{hash}/{}", self.runtime.compatibility_key())
+    }
+
+    /// Loads a stored component: the precompiled artifact, else compile again.
+    async fn load(&self, hash: &str) -> Result<HandlerPre<InvocationState>, FunctionError> {
+        let key = self.compiled_key(hash);
+        if let Some(compiled) = self.store.compiled().get(&key).map_err(StoreError::from)? {
+            match self.runtime.load_precompiled(&compiled) {
+                Ok(handler) => return Ok(handler),
+                Err(e) => {
+                    tracing::warn!(hash, error = %e, "precompiled artifact unusable; compiling again")
+                }
+            }
+        }
+        let bytes = self
+            .store
+            .components()
+            .get(hash)
+            .map_err(StoreError::from)?
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "components",
+                detail: format!("component {hash} is missing"),
+            })?;
+        let (handler, compiled) = self.compile(bytes.to_vec()).await?;
+        self.store
+            .compiled()
+            .insert(key, compiled)
+            .map_err(StoreError::from)?;
+        Ok(handler)
+    }
+
+    async fn compile(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<(HandlerPre<InvocationState>, Vec<u8>), FunctionError> {
+        let runtime = self.runtime.clone();
+        // Compilation is CPU-bound; keep it off the async workers.
+        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await
+            .map_err(|e| PrepareError::Invalid(format!("compilation aborted: {e}")))?
+            .map_err(FunctionError::from)
+    }
+
+    fn install(
+        &self,
+        record: FunctionRecord,
+        handler: HandlerPre<InvocationState>,
+    ) -> Arc<DeployedFunction> {
+        let function = Arc::new(DeployedFunction {
+            concurrency: Arc::new(Semaphore::new(
+                usize::try_from(record.limits.max_concurrency).unwrap_or(1),
+            )),
+            record,
+            handler,
+        });
+        self.deployed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(function.record.name.clone(), function.clone());
+        function
+    }
+
+    /// Validates, precompiles and stores a component under `name` (a new
+    /// version if the name exists). The trigger's target is checked by the caller.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        trigger: Trigger,
+        limits: FunctionLimits,
+    ) -> Result<Arc<DeployedFunction>, FunctionError> {
+        validate_name(name)?;
+        limits.validate()?;
+        let hash = hex::encode(Sha256::digest(&component));
+        let size = component.len();
+        let (handler, compiled) = self.compile(component.clone()).await?;
+        let version = self.get(name).map_or(1, |f| f.record.version + 1);
+        let record = FunctionRecord {
+            name: name.to_string(),
+            version,
+            component_hash: hash.clone(),
+            component_size: size,
+            deployed_at: clock::to_rfc3339(clock::now_ms()),
+            trigger,
+            limits,
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
+            tree: "functions",
+            detail: e.to_string(),
+        })?;
+        self.store
+            .components()
+            .insert(&hash, component)
+            .map_err(StoreError::from)?;
+        self.store
+            .compiled()
+            .insert(self.compiled_key(&hash), compiled)
+            .map_err(StoreError::from)?;
+        self.store
+            .functions()
+            .insert(name, json)
+            .map_err(StoreError::from)?;
+        self.store.commit().await?;
+        Ok(self.install(record, handler))
+    }
+
+    /// Removes a function. Its component stays stored (others may share it).
+    pub async fn delete(&self, name: &str) -> Result<FunctionRecord, FunctionError> {
+        let removed = self
+            .deployed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| FunctionError::NotFound(name.to_string()))?;
+        self.store
+            .functions()
+            .remove(name)
+            .map_err(StoreError::from)?;
+        self.store.commit().await?;
+        Ok(removed.record.clone())
+    }
+
+    /// The current version of a function.
+    pub fn get(&self, name: &str) -> Option<Arc<DeployedFunction>> {
+        self.deployed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every function, sorted by name.
+    pub fn list(&self) -> Vec<FunctionRecord> {
+        let mut records: Vec<FunctionRecord> = self
+            .deployed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|f| f.record.clone())
+            .collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        records
+    }
+
+    /// The runtime functions run in.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+}

@@ -1,0 +1,55 @@
+//! The wasmtime engine: compiler settings, the pooling allocator and the
+//! epoch clock that enforces deadlines.
+//!
+//! Each limit here is a security decision: a handler is untrusted code and
+//! must never take the host down, starve other handlers, or hold memory
+//! without bound.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; the granularity of deadlines and of the
+/// yields that keep a busy guest from monopolising an executor thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Instances that may be alive at once across all functions. Each pooled
+/// slot reserves address space (not memory) up front.
+const POOL_INSTANCES: u32 = 256;
+
+/// Upper bound on any one linear memory; per-function caps are lower and
+/// enforced by a store limiter.
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// Builds the engine and starts its epoch clock.
+pub(super) fn new_engine() -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_memories_per_component(8)
+        .max_tables_per_component(16)
+        .max_core_instances_per_component(32)
+        .max_memory_size(MAX_MEMORY_BYTES);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+
+    // The clock holds only a weak reference, so it stops with the engine.
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(engine)
+}

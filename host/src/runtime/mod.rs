@@ -1,0 +1,250 @@
+//! The sandbox: compile components once, run each invocation in a fresh,
+//! isolated instance with a deadline and a memory cap.
+//!
+//! Read [`Runtime`] first. [`Runtime::prepare`] validates an uploaded
+//! component against the `sluice:handler` world and pre-links it
+//! ([`HandlerPre`]); [`Runtime::invoke`] instantiates it in a new `Store`
+//! per call (pooling allocator: cheap), with WASI linked but granting
+//! nothing (no files, env, clocks beyond the defaults, or sockets), and
+//! guest stdout/stderr captured into the host's logs.
+//!
+//! A guest panic is a trap; the instance is discarded after every call, so
+//! one bad invocation never poisons the next.
+
+pub mod bindings;
+mod engine;
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use bindings::{HandlerPre, Outcome};
+pub use engine::{EPOCH_TICK, MAX_MEMORY_BYTES};
+
+use crate::broker::ReceivedMessage;
+use crate::capability::HostContext;
+use crate::events::Event;
+
+/// Bytes of guest stdout/stderr kept per invocation; the rest is dropped.
+const MAX_CAPTURED_OUTPUT: usize = 64 * 1024;
+
+/// Why a component was refused at deploy time.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// Not a component, or invalid wasm.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A component, but not one for the `sluice:handler` world.
+    #[error("the component does not match the sluice:handler@0.1.0 world: {0}")]
+    WrongWorld(String),
+}
+
+/// Why an invocation did not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// It ran past its deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// It trapped (panic, out-of-bounds, unreachable, out of memory, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+/// Per-invocation resource limits.
+#[derive(Clone, Copy, Debug)]
+pub struct InvocationLimits {
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+    /// Linear memory cap.
+    pub memory_bytes: usize,
+}
+
+/// What a handler is invoked with.
+pub enum Input<'a> {
+    /// An event from a topic subscription.
+    Event(&'a Event),
+    /// A message from a queue.
+    Message(&'a ReceivedMessage),
+}
+
+/// Everything a `Store` holds for one invocation.
+pub struct InvocationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    host: HostContext,
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine plus the linker every component is checked against.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+}
+
+impl Runtime {
+    /// Builds the engine and links WASI plus the Sluice capabilities.
+    pub fn new() -> anyhow::Result<Runtime> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<HostContext>>(
+            &mut linker,
+            |state: &mut InvocationState| &mut state.host,
+        )?;
+        Ok(Runtime { engine, linker })
+    }
+
+    /// A key that changes whenever precompiled artifacts become incompatible.
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    /// Compiles and validates an uploaded component (CPU-heavy: call from a
+    /// blocking thread). Returns the pre-linked handler and the precompiled bytes.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(HandlerPre<InvocationState>, Vec<u8>), PrepareError> {
+        if !wasmparser_is_component(bytes) {
+            return Err(PrepareError::Invalid(
+                "the upload is not a component (a core module or other bytes?); build it with `sluice build`".into(),
+            ));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PrepareError::Invalid(format!("{e:#}")))?;
+        let pre = self.prepare(&component)?;
+        let compiled = component.serialize().map_err(|e| {
+            PrepareError::Invalid(format!("cannot serialise compiled component: {e:#}"))
+        })?;
+        Ok((pre, compiled))
+    }
+
+    /// Loads a component this engine precompiled earlier.
+    pub fn load_precompiled(
+        &self,
+        compiled: &[u8],
+    ) -> Result<HandlerPre<InvocationState>, PrepareError> {
+        // SAFETY: the bytes come from `Component::serialize` of an engine with
+        // the same compatibility key (checked by the caller through the store
+        // key, and again by wasmtime's header check), stored in our own database.
+        #[expect(unsafe_code, reason = "deserialising our own precompiled artifact")]
+        let component = unsafe { Component::deserialize(&self.engine, compiled) }
+            .map_err(|e| PrepareError::Invalid(format!("{e:#}")))?;
+        self.prepare(&component)
+    }
+
+    fn prepare(&self, component: &Component) -> Result<HandlerPre<InvocationState>, PrepareError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| PrepareError::WrongWorld(format!("{e:#}")))?;
+        HandlerPre::new(pre).map_err(|e| PrepareError::WrongWorld(format!("{e:#}")))
+    }
+
+    /// Runs one invocation in a fresh instance.
+    pub async fn invoke(
+        &self,
+        pre: &HandlerPre<InvocationState>,
+        limits: InvocationLimits,
+        host: HostContext,
+        input: Input<'_>,
+    ) -> Result<Outcome, InvocationError> {
+        let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+        let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+        // No preopens, no env, no args, no network: nothing is granted.
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let function = host.function().to_string();
+        let state = InvocationState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            host,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let deadline = Instant::now() + limits.timeout;
+        // Yield every tick so a busy guest shares its thread; trap at the deadline.
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Trap::Interrupt.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+
+        let result = async {
+            let handler = pre.instantiate_async(&mut store).await?;
+            match input {
+                Input::Event(event) => {
+                    handler
+                        .call_handle_event(&mut store, &bindings::event_to_wit(event))
+                        .await
+                }
+                Input::Message(message) => {
+                    handler
+                        .call_handle_message(&mut store, &bindings::message_to_wit(message))
+                        .await
+                }
+            }
+        }
+        .await;
+
+        forward_output(&function, "stdout", &stdout);
+        forward_output(&function, "stderr", &stderr);
+        match result {
+            Ok(outcome) => Ok(outcome.into()),
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::Interrupt)
+                ) =>
+            {
+                Err(InvocationError::Timeout(limits.timeout))
+            }
+            Err(e) => Err(InvocationError::Trap(format!("{e:#}"))),
+        }
+    }
+}
+
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    // Component binaries share the magic with core modules; the layer field
+    // (bytes 6..8) is 1 for components.
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+fn forward_output(function: &str, stream: &str, pipe: &MemoryOutputPipe) {
+    let contents = pipe.contents();
+    if contents.is_empty() {
+        return;
+    }
+    for line in String::from_utf8_lossy(&contents).lines() {
+        tracing::info!(target: "sluice::guest", function, stream, "{line}");
+    }
+}

@@ -1,0 +1,207 @@
+//! The services of one host, wired together, and the operations that span
+//! more than one of them (deploying a function with a topic trigger creates
+//! a subscription; every change re-plans the triggers).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::broker::{Broker, BrokerError};
+use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::events::{Destination, Events, EventsError, Filter, Subscription, SubscriptionSpec};
+use crate::functions::{FunctionError, FunctionLimits, FunctionRecord, Functions, Trigger};
+use crate::runtime::Runtime;
+use crate::store::{Durability, Store};
+
+/// How to open a host.
+#[derive(Clone, Debug)]
+pub struct SluiceConfig {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// When acknowledged writes are on disk.
+    pub durability: Durability,
+    /// Delivery knobs.
+    pub dispatch: DispatchSettings,
+}
+
+/// Why a deploy (or delete) was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    /// The trigger's queue does not exist.
+    #[error("trigger queue `{0}` does not exist; create it first")]
+    TriggerQueueNotFound(String),
+    /// The trigger's topic does not exist.
+    #[error("trigger topic `{0}` does not exist; create it first")]
+    TriggerTopicNotFound(String),
+    /// The function registry refused.
+    #[error(transparent)]
+    Function(#[from] FunctionError),
+    /// The topic subscription could not be made.
+    #[error(transparent)]
+    Events(#[from] EventsError),
+}
+
+/// One host: store, broker, topics, functions and triggers.
+pub struct Sluice {
+    /// The database.
+    pub store: Store,
+    /// Queues.
+    pub broker: Arc<Broker>,
+    /// Topics and subscriptions.
+    pub events: Arc<Events>,
+    /// Deployed functions.
+    pub functions: Arc<Functions>,
+    /// Triggers.
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl Sluice {
+    /// Opens the store, loads everything, and starts the triggers.
+    pub async fn open(config: &SluiceConfig) -> anyhow::Result<Arc<Sluice>> {
+        use anyhow::Context as _;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store = Store::open(&config.data_dir, config.durability)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let broker = Arc::new(Broker::open(store.clone()).context("loading queues")?);
+        let events =
+            Arc::new(Events::open(store.clone(), broker.clone()).context("loading topics")?);
+        let runtime = Arc::new(Runtime::new().context("starting the wasm runtime")?);
+        let functions = Arc::new(
+            Functions::open(store.clone(), runtime)
+                .await
+                .context("loading deployed functions")?,
+        );
+        let dispatcher = Arc::new(Dispatcher::new(
+            broker.clone(),
+            events.clone(),
+            functions.clone(),
+            config.dispatch,
+        ));
+        dispatcher.reconcile();
+        Ok(Arc::new(Sluice {
+            store,
+            broker,
+            events,
+            functions,
+            dispatcher,
+        }))
+    }
+
+    /// Deploys (or redeploys) a function and wires its trigger.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        trigger: Trigger,
+        limits: FunctionLimits,
+    ) -> Result<FunctionRecord, DeployError> {
+        match &trigger {
+            Trigger::Queue(queue) if !self.broker.has_queue(queue) => {
+                return Err(DeployError::TriggerQueueNotFound(queue.clone()));
+            }
+            Trigger::Topic { topic, .. } if !self.events.has_topic(topic) => {
+                return Err(DeployError::TriggerTopicNotFound(topic.clone()));
+            }
+            _ => {}
+        }
+        let previous = self.functions.get(name).map(|f| f.record.trigger.clone());
+        let deployed = self
+            .functions
+            .deploy(name, component, trigger.clone(), limits)
+            .await?;
+        if let Some(Trigger::Topic { topic, .. }) = &previous {
+            let moved = !matches!(&trigger, Trigger::Topic { topic: t, .. } if t == topic);
+            if moved {
+                self.remove_function_subscription(topic, name).await?;
+            }
+        }
+        if let Trigger::Topic { topic, event_types } = &trigger {
+            let spec = SubscriptionSpec {
+                destination: Destination::Function(name.to_string()),
+                filter: Filter {
+                    included_event_types: (!event_types.is_empty()).then(|| event_types.clone()),
+                    ..Filter::default()
+                },
+                retry_policy: Default::default(),
+            };
+            self.events.put_subscription(topic, name, spec).await?;
+        }
+        self.dispatcher.reconcile();
+        tracing::info!(function = name, version = deployed.record.version, hash = %deployed.record.component_hash, "function deployed");
+        Ok(deployed.record.clone())
+    }
+
+    /// Deletes a function and the subscription its topic trigger created.
+    pub async fn delete_function(&self, name: &str) -> Result<FunctionRecord, DeployError> {
+        let record = self.functions.delete(name).await?;
+        if let Trigger::Topic { topic, .. } = &record.trigger {
+            self.remove_function_subscription(topic, name).await?;
+        }
+        self.dispatcher.reconcile();
+        Ok(record)
+    }
+
+    async fn remove_function_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+    ) -> Result<(), EventsError> {
+        match self.events.subscription(topic, name) {
+            Ok(sub) if sub.spec.destination == Destination::Function(name.to_string()) => {
+                self.events.delete_subscription(topic, name).await?;
+                Ok(())
+            }
+            Ok(_)
+            | Err(EventsError::TopicNotFound(_) | EventsError::SubscriptionNotFound { .. }) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or replaces an event subscription and starts delivering to it.
+    pub async fn put_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        spec: SubscriptionSpec,
+    ) -> Result<(Subscription, bool), EventsError> {
+        if let Destination::Queue(queue) = &spec.destination
+            && !self.broker.has_queue(queue)
+        {
+            return Err(EventsError::Broker(BrokerError::QueueNotFound(
+                queue.clone(),
+            )));
+        }
+        let result = self.events.put_subscription(topic, name, spec).await?;
+        self.dispatcher.reconcile();
+        Ok(result)
+    }
+
+    /// Deletes an event subscription and its pending deliveries.
+    pub async fn delete_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+    ) -> Result<Subscription, EventsError> {
+        let removed = self.events.delete_subscription(topic, name).await?;
+        self.dispatcher.reconcile();
+        Ok(removed)
+    }
+
+    /// Deletes a topic with its subscriptions.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), EventsError> {
+        self.events.delete_topic(name).await?;
+        self.dispatcher.reconcile();
+        Ok(())
+    }
+
+    /// Stops the triggers and flushes the store.
+    pub fn shutdown(&self) {
+        self.dispatcher.shutdown();
+        if let Err(e) = self.store.flush_blocking() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The `sluice` client verbs against a running host.
+
+use std::process::Command;
+
+use crate::support::{Host, SLUICE};
+
+fn sluice(host: &Host, args: &[&str]) -> String {
+    let output = Command::new(SLUICE)
+        .arg("--url")
+        .arg(&host.url)
+        .args(args)
+        .output()
+        .expect("run sluice");
+    assert!(
+        output.status.success(),
+        "sluice {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn cli_creates_entities_sends_publishes_and_peeks() {
+    let host = Host::start().await;
+    sluice(
+        &host,
+        &["queue", "create", "inbox", "--max-delivery-count", "5"],
+    );
+    sluice(&host, &["topic", "create", "news"]);
+    sluice(
+        &host,
+        &[
+            "topic",
+            "subscribe",
+            "news",
+            "to-inbox",
+            "--queue",
+            "inbox",
+            "--event-type",
+            "news.posted",
+        ],
+    );
+    sluice(
+        &host,
+        &[
+            "send",
+            "inbox",
+            "--body",
+            "hello",
+            "--message-id",
+            "m1",
+            "--property",
+            "lang=en",
+        ],
+    );
+    sluice(
+        &host,
+        &[
+            "publish",
+            "news",
+            "--type",
+            "news.posted",
+            "--subject",
+            "s",
+            "--data",
+            r#"{"title":"hi"}"#,
+        ],
+    );
+    sluice(
+        &host,
+        &["publish", "news", "--type", "news.ignored", "--data", "{}"],
+    );
+
+    host.wait_for_messages("inbox", 2).await;
+    let peek = sluice(&host, &["queue", "peek", "inbox"]);
+    assert!(peek.contains("inbox: 2 message(s)"), "{peek}");
+    assert!(peek.contains("id=m1"), "{peek}");
+    assert!(peek.contains("body: hello"), "{peek}");
+    assert!(peek.contains(r#""title":"hi""#), "{peek}");
+
+    let list = sluice(&host, &["queue", "list"]);
+    assert!(list.contains(r#""maxDeliveryCount": 5"#), "{list}");
+    let dead = sluice(&host, &["queue", "dead-letters", "inbox"]);
+    assert!(dead.contains("0 message(s)"), "{dead}");
+
+    let output = Command::new(SLUICE)
+        .args(["--url", &host.url, "send", "nowhere", "--body", "x"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("queue `nowhere` does not exist"));
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `sluice` binary as a child process, real
+#![allow(missing_docs, reason = "test crate")]
+//! components built by `sluice build`, real HTTP. See `tests/README.md`.
+
+mod support;
+
+mod cli;
+mod deploy;
+mod events;
+mod guests;
+mod order_flow;
+mod queues;
+mod restart;

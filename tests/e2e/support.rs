@@ -1,0 +1,290 @@
+//! Shared pieces of the end-to-end suite: a real `sluice serve` child
+//! process on a free port with a temporary data directory, components built
+//! by the real `sluice build`, and small HTTP helpers.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub(crate) const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// The repository root.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds a guest crate (path relative to the repo root) once per test run
+/// with `sluice build`, and returns the component's path.
+pub(crate) fn component(crate_path: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, Arc<OnceLock<PathBuf>>>>> = OnceLock::new();
+    let cell = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(crate_path.to_string())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let name = crate_path.rsplit('/').next().unwrap_or(crate_path);
+        let out = tmp.join("components").join(format!("{name}.wasm"));
+        let status = Command::new(SLUICE)
+            .arg("build")
+            .arg(repo_root().join(crate_path))
+            .arg("--out")
+            .arg(&out)
+            // One target dir for every guest: dependencies build once.
+            .env("CARGO_TARGET_DIR", tmp.join("guests"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("run sluice build");
+        assert!(status.success(), "sluice build {crate_path} failed");
+        out
+    })
+    .clone()
+}
+
+/// A running host.
+pub(crate) struct Host {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Host {
+    /// Starts a host on a fresh data directory.
+    pub(crate) async fn start() -> Host {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut host = Host {
+            child: None,
+            data,
+            url: String::new(),
+            http: reqwest::Client::new(),
+        };
+        host.spawn();
+        host
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("host.log"))
+            .expect("log file");
+        let mut child = Command::new(SLUICE)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--event-retry-time-scale",
+                "0.001",
+                "--data-dir",
+            ])
+            .arg(self.data.path().join("db"))
+            .env("SLUICE_LOG", "info,sluice_host=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", self.log()))
+            .to_string();
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// The host's log so far (for failure messages).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("host.log")).unwrap_or_default()
+    }
+
+    /// Kills the host with SIGKILL and starts it again on the same data.
+    pub(crate) async fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+        self.spawn();
+    }
+
+    pub(crate) fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub(crate) async fn put_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(self.at(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT")
+    }
+
+    pub(crate) async fn create_queue(&self, name: &str, props: Value) {
+        let r = self.put_json(&format!("/api/queues/{name}"), props).await;
+        assert_eq!(
+            r.status(),
+            201,
+            "create queue {name}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    pub(crate) async fn create_topic(&self, name: &str) {
+        let r = self
+            .http
+            .put(self.at(&format!("/api/topics/{name}")))
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(
+            r.status(),
+            201,
+            "create topic {name}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    pub(crate) async fn subscribe_queue(
+        &self,
+        topic: &str,
+        name: &str,
+        queue: &str,
+        filter: Value,
+    ) {
+        let r = self
+            .put_json(
+                &format!("/api/topics/{topic}/subscriptions/{name}"),
+                json!({ "destination": { "queue": queue }, "filter": filter }),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            201,
+            "subscribe {topic}/{name}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Deploys a component; `trigger` is the query, e.g. `queue=fulfil`.
+    pub(crate) async fn deploy(
+        &self,
+        name: &str,
+        component: &Path,
+        trigger: &str,
+    ) -> reqwest::Response {
+        let bytes = std::fs::read(component).expect("component bytes");
+        self.http
+            .put(self.at(&format!("/api/functions/{name}?{trigger}")))
+            .body(bytes)
+            .send()
+            .await
+            .expect("deploy")
+    }
+
+    /// Publishes Event Grid schema events.
+    pub(crate) async fn publish(&self, topic: &str, events: Value) -> reqwest::Response {
+        self.http
+            .post(self.at(&format!(
+                "/topics/{topic}/api/events?api-version=2018-01-01"
+            )))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(events.to_string())
+            .send()
+            .await
+            .expect("publish")
+    }
+
+    /// Sends a message over the Service Bus REST API.
+    pub(crate) async fn send(&self, queue: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(self.at(&format!("/{queue}/messages")))
+            .header("content-type", "text/plain")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// Peeks up to 100 messages of an entity (`q` or `q/$DeadLetterQueue`).
+    pub(crate) async fn peek(&self, entity: &str) -> Vec<Value> {
+        let r = self
+            .http
+            .get(self.at(&format!("/api/messages/{entity}?max=100")))
+            .send()
+            .await
+            .expect("peek");
+        assert_eq!(r.status(), 200, "peek {entity}");
+        r.json().await.expect("peek json")
+    }
+
+    /// Waits until `entity` holds exactly `count` messages, then returns them.
+    pub(crate) async fn wait_for_messages(&self, entity: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let messages = self.peek(entity).await;
+            if messages.len() == count {
+                return messages;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{entity} holds {} messages, expected {count}: {messages:#?}\nhost log:\n{}",
+                    messages.len(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An Event Grid schema event.
+pub(crate) fn event(id: &str, event_type: &str, subject: &str, data: Value) -> Value {
+    json!({
+        "id": id,
+        "eventType": event_type,
+        "subject": subject,
+        "eventTime": "2026-11-28T10:00:00.123456Z",
+        "data": data,
+        "dataVersion": "1.0",
+    })
+}
+
+/// A valid order for the example flow.
+pub(crate) fn order(id: &str) -> Value {
+    json!({
+        "id": id,
+        "customer": "contoso",
+        "lines": [
+            { "sku": "widget", "quantity": 2, "unit_price_cents": 1250 },
+            { "sku": "gadget", "quantity": 1, "unit_price_cents": 750 },
+        ],
+    })
+}
+
+pub(crate) const VALIDATE_ORDER: &str = "examples/order-flow/validate-order";
+pub(crate) const FULFIL_ORDER: &str = "examples/order-flow/fulfil-order";
+pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
+pub(crate) const PANICS: &str = "tests/guests/panics";
