@@ -72,6 +72,7 @@ impl Sluice {
                 .await
                 .context("loading deployed functions")?,
         );
+        tokio::spawn(broker.clone().run_maintenance());
         let dispatcher = Arc::new(Dispatcher::new(
             broker.clone(),
             events.clone(),

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{ALWAYS_FAILS, FULFIL_ORDER, Host, PANICS, component};
+use crate::support::{ALWAYS_FAILS, BUSY, FULFIL_ORDER, Host, PANICS, component};
 
 #[tokio::test]
 async fn always_fails() {
@@ -74,4 +74,40 @@ async fn panics() {
     assert!(description.contains("trapped"), "{description}");
     host.wait_for_messages("risky", 0).await;
     host.wait_for_messages("fulfilled-orders", 1).await;
+}
+
+#[tokio::test]
+async fn busy() {
+    let host = Host::start().await;
+    // A one-second lock, and a handler that computes for longer than that:
+    // the host renews the lock while the handler runs, so the message is
+    // delivered exactly once.
+    host.create_queue("slow", json!({ "lockDurationSecs": 1 }))
+        .await;
+    assert_eq!(
+        host.deploy("busy", &component(BUSY), "queue=slow")
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(host.send("slow", "6000").await.status(), 201);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let during = host.peek("slow").await;
+    if let Some(message) = during.first() {
+        assert_eq!(
+            message["state"], "locked",
+            "still held past the lock duration"
+        );
+        assert_eq!(message["deliveryCount"], 1);
+    }
+    host.wait_for_messages("slow", 0).await;
+    let log = host.log();
+    assert_eq!(
+        log.matches("handler finished").count(),
+        1,
+        "delivered once:\n{log}"
+    );
+    assert!(!log.contains("lock renewal failed"), "{log}");
+    assert!(host.peek("slow/$DeadLetterQueue").await.is_empty());
 }

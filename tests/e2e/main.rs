@@ -5,9 +5,11 @@
 mod support;
 
 mod cli;
+mod crash;
 mod deploy;
 mod events;
 mod guests;
 mod order_flow;
+mod queue_features;
 mod queues;
 mod restart;

@@ -288,3 +288,4 @@ pub(crate) const VALIDATE_ORDER: &str = "examples/order-flow/validate-order";
 pub(crate) const FULFIL_ORDER: &str = "examples/order-flow/fulfil-order";
 pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
 pub(crate) const PANICS: &str = "tests/guests/panics";
+pub(crate) const BUSY: &str = "tests/guests/busy";

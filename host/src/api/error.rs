@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode, header};
 
 use crate::broker::BrokerError;
+use crate::broker::topic::TopicError;
 use crate::events::EventsError;
 use crate::functions::FunctionError;
 use crate::runtime::PrepareError;
@@ -135,6 +136,22 @@ impl From<BrokerError> for ApiError {
             BrokerError::LockLost { .. } => {
                 ApiError::new(StatusCode::GONE, "MessageLockLost", message)
             }
+            BrokerError::MessageNotFound { .. } => ApiError::not_found(message),
+            BrokerError::Session(_) | BrokerError::ForwardLoop(_) => ApiError::bad_request(message),
+            BrokerError::SessionLockLost { .. } => {
+                ApiError::new(StatusCode::GONE, "SessionLockLost", message)
+            }
+            BrokerError::Topic(t) => match t {
+                TopicError::TopicNotFound(_)
+                | TopicError::SubscriptionNotFound { .. }
+                | TopicError::RuleNotFound { .. } => ApiError::not_found(message),
+                TopicError::SubscriptionExists { .. } | TopicError::RuleExists { .. } => {
+                    ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+                }
+                TopicError::InvalidFilter(_) | TopicError::InvalidProperty(_) => {
+                    ApiError::bad_request(message)
+                }
+            },
             BrokerError::Store(s) => store_error(s),
         }
     }

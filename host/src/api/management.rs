@@ -8,18 +8,19 @@
 //! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
 //! | `GET /api/queues`, `PUT`/`GET`/`DELETE /api/queues/{name}` | queues (PUT body: properties JSON, optional) |
 //! | `GET /api/messages/{entity}?from=1&max=32`      | peek (e.g. `fulfil/$DeadLetterQueue`) |
-//! | `GET /api/topics`, `PUT`/`GET`/`DELETE /api/topics/{name}` | topics                   |
+//! | `GET /api/topics`, `PUT`/`GET`/`DELETE /api/topics/{name}` | Event Grid topics        |
 //! | `GET /api/topics/{t}/subscriptions`, `PUT`/`GET`/`DELETE /api/topics/{t}/subscriptions/{s}` | event subscriptions |
+//! | `/api/servicebus/topics/...`                    | Service Bus topics, subscriptions, rules ([`bus_topics`]) |
+//! | `/api/receive`, `/api/resubmit`, `/api/sessions/...` | data-plane extras ([`data`])   |
 //!
 //! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`.
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use super::messaging::body_json;
 use super::{ApiError, ApiRequest, ApiResult, empty, json};
+use super::{bus_topics, data};
 use crate::broker::{EntityPath, QueueProperties};
-use crate::clock;
 use crate::events::SubscriptionSpec;
 use crate::functions::{FunctionLimits, Trigger};
 use crate::services::Sluice;
@@ -59,6 +60,16 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
                 .collect();
             json(StatusCode::OK, &topics)
         }
+        (Some("receive"), []) => data::receive(sluice, request).await,
+        (Some("resubmit"), []) => data::resubmit(sluice, request).await,
+        (Some("sessions"), [action]) => {
+            let action = action.clone();
+            data::sessions(sluice, &action, request).await
+        }
+        (Some("servicebus"), [kind, rest @ ..]) if kind == "topics" => {
+            let rest = rest.to_vec();
+            bus_topics::route(sluice, &rest, request).await
+        }
         (Some("topics"), [name]) => topic(sluice, name, request).await,
         (Some("topics"), [topic, subs]) if subs == "subscriptions" && method == Method::GET => {
             json(StatusCode::OK, &sluice.events.subscriptions(topic)?)
@@ -66,7 +77,7 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         (Some("topics"), [topic, subs, name]) if subs == "subscriptions" => {
             subscription(sluice, topic, name, request).await
         }
-        (Some("functions" | "queues" | "topics" | "messages"), _) => {
+        (Some("functions" | "queues" | "topics" | "messages" | "sessions" | "servicebus"), _) => {
             Err(ApiError::method_not_allowed(&method, &path))
         }
         _ => Err(ApiError::not_found(format!(
@@ -174,30 +185,8 @@ fn peek(sluice: &Sluice, entity: &EntityPath, request: &ApiRequest) -> ApiResult
     let messages: Vec<_> = sluice
         .broker
         .peek(entity, from, max)?
-        .into_iter()
-        .map(|m| {
-            let record = m.record;
-            let mut view = json!({
-                "sequenceNumber": m.sequence_number,
-                "state": m.state,
-                "messageId": record.message_id,
-                "deliveryCount": record.delivery_count,
-                "enqueuedTime": clock::to_rfc3339(record.enqueued_at_ms),
-                "correlationId": record.correlation_id,
-                "subject": record.subject,
-                "contentType": record.content_type,
-                "userProperties": record.user_properties.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                "lastError": record.last_error,
-            });
-            if let Some(info) = record.dead_letter {
-                view["deadLetterReason"] = json!(info.reason);
-                view["deadLetterDescription"] = json!(info.description);
-            }
-            if let (Some(view), serde_json::Value::Object(body)) = (view.as_object_mut(), body_json(&record.body)) {
-                view.extend(body);
-            }
-            view
-        })
+        .iter()
+        .map(|m| data::message_view(m.sequence_number, Some(m.state), &m.record, None))
         .collect();
     json(StatusCode::OK, &messages)
 }

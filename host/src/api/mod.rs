@@ -10,6 +10,8 @@
 //! This is the only module that knows HTTP. Handlers return
 //! `Result<Response, ApiError>`; errors become responses ([`error`]).
 
+mod bus_topics;
+mod data;
 pub mod error;
 mod management;
 mod messaging;

@@ -1,11 +1,14 @@
-//! In-memory index of one (sub-)queue: which messages are ready, locked or
-//! waiting for a time, so that receive is `O(log n)`.
+//! In-memory index of one (sub-)queue: which messages are ready, locked,
+//! deferred or waiting for a time, so that receive is `O(log n)`.
 //!
 //! The index is rebuilt from the store on start; locks live only here, so a
-//! restart releases every lock (the delivery count, already persisted at
-//! receive time, stays incremented).
+//! restart releases every lock (the delivery count, persisted at receive
+//! time, stays incremented). In a session-enabled queue every ready message
+//! is also filed under its session, so a session receiver finds the next
+//! message of its session directly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::message::{LockToken, MessageLock, MessageState, SequenceNumber};
 
@@ -13,17 +16,34 @@ use super::message::{LockToken, MessageLock, MessageState, SequenceNumber};
 pub(super) struct Slot {
     pub(super) delivery_count: u32,
     pub(super) visible_at_ms: i64,
+    pub(super) expires_at_ms: Option<i64>,
     pub(super) lock: Option<MessageLock>,
+    pub(super) deferred: bool,
+    pub(super) session: Option<Arc<str>>,
 }
 
 impl Slot {
     pub(super) fn state(&self, now_ms: i64) -> MessageState {
         match self.lock {
             Some(lock) if lock.locked_until_ms > now_ms => MessageState::Locked,
+            _ if self.deferred => MessageState::Deferred,
             _ if self.visible_at_ms > now_ms => MessageState::Scheduled,
             _ => MessageState::Active,
         }
     }
+
+    fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+/// What a message needs when it joins the index.
+pub(super) struct NewSlot {
+    pub(super) delivery_count: u32,
+    pub(super) visible_at_ms: i64,
+    pub(super) expires_at_ms: Option<i64>,
+    pub(super) deferred: bool,
+    pub(super) session: Option<Arc<str>>,
 }
 
 /// What the index says about the next receive.
@@ -32,6 +52,8 @@ pub(super) enum Next {
     Ready(SequenceNumber),
     /// This message is available again but has used up its deliveries.
     Exhausted(SequenceNumber),
+    /// This message's time-to-live has passed.
+    Expired(SequenceNumber),
     /// Nothing now; something may become ready at this time (Unix ms).
     Wait(Option<i64>),
 }
@@ -40,9 +62,13 @@ pub(super) enum Next {
 pub(super) struct Index {
     slots: BTreeMap<SequenceNumber, Slot>,
     ready: BTreeSet<SequenceNumber>,
+    /// Ready messages by session (session-enabled queues only).
+    sessions: HashMap<Arc<str>, BTreeSet<SequenceNumber>>,
     /// (time, seq): a lock expiry or a visibility time. Entries go stale when
     /// a lock is renewed or a message settled; they are checked on pop.
     timers: BTreeSet<(i64, SequenceNumber)>,
+    /// (time, seq): time-to-live expiries.
+    expiries: BTreeSet<(i64, SequenceNumber)>,
 }
 
 impl Index {
@@ -59,37 +85,75 @@ impl Index {
     }
 
     /// Adds a message that is unlocked.
-    pub(super) fn insert(
-        &mut self,
-        seq: SequenceNumber,
-        delivery_count: u32,
-        visible_at_ms: i64,
-        now_ms: i64,
-    ) {
+    pub(super) fn insert(&mut self, seq: SequenceNumber, new: NewSlot, now_ms: i64) {
+        if let Some(at) = new.expires_at_ms {
+            self.expiries.insert((at, seq));
+        }
         self.slots.insert(
             seq,
             Slot {
-                delivery_count,
-                visible_at_ms,
+                delivery_count: new.delivery_count,
+                visible_at_ms: new.visible_at_ms,
+                expires_at_ms: new.expires_at_ms,
                 lock: None,
+                deferred: new.deferred,
+                session: new.session,
             },
         );
-        self.make_available(seq, visible_at_ms, now_ms);
+        if !new.deferred {
+            self.make_available(seq, new.visible_at_ms, now_ms);
+        }
     }
 
     pub(super) fn remove(&mut self, seq: SequenceNumber) -> Option<Slot> {
-        self.ready.remove(&seq);
+        self.unready(seq);
         self.slots.remove(&seq)
     }
 
-    /// The next receivable message, given `max_delivery_count` (`None`: no limit).
-    pub(super) fn next(&mut self, now_ms: i64, max_delivery_count: Option<u32>) -> Next {
+    fn set_ready(&mut self, seq: SequenceNumber) {
+        self.ready.insert(seq);
+        if let Some(session) = self.slots.get(&seq).and_then(|s| s.session.clone()) {
+            self.sessions.entry(session).or_default().insert(seq);
+        }
+    }
+
+    fn unready(&mut self, seq: SequenceNumber) {
+        if self.ready.remove(&seq)
+            && let Some(session) = self.slots.get(&seq).and_then(|s| s.session.clone())
+            && let Some(set) = self.sessions.get_mut(&session)
+        {
+            set.remove(&seq);
+            if set.is_empty() {
+                self.sessions.remove(&session);
+            }
+        }
+    }
+
+    /// The next receivable message, given `max_delivery_count` (`None`: no
+    /// limit), among all messages or those of one session.
+    pub(super) fn next(
+        &mut self,
+        now_ms: i64,
+        max_delivery_count: Option<u32>,
+        session: Option<&str>,
+    ) -> Next {
         self.fire_timers(now_ms);
-        if let Some(&seq) = self.ready.iter().next() {
-            let exhausted = match (self.slots.get(&seq), max_delivery_count) {
-                (Some(slot), Some(max)) => slot.delivery_count >= max,
-                _ => false,
+        let first = match session {
+            None => self.ready.iter().next().copied(),
+            Some(s) => self
+                .sessions
+                .get(s)
+                .and_then(|set| set.iter().next().copied()),
+        };
+        if let Some(seq) = first {
+            let Some(slot) = self.slots.get(&seq) else {
+                self.unready(seq);
+                return self.next(now_ms, max_delivery_count, session);
             };
+            if slot.expired(now_ms) {
+                return Next::Expired(seq);
+            }
+            let exhausted = max_delivery_count.is_some_and(|max| slot.delivery_count >= max);
             return if exhausted {
                 Next::Exhausted(seq)
             } else {
@@ -99,15 +163,53 @@ impl Index {
         Next::Wait(self.timers.iter().next().map(|&(at, _)| at))
     }
 
-    /// Locks a ready message and counts the delivery.
+    /// The session of the oldest ready message whose session `available` accepts.
+    pub(super) fn next_session(
+        &mut self,
+        now_ms: i64,
+        available: impl Fn(&str) -> bool,
+    ) -> Option<Arc<str>> {
+        self.fire_timers(now_ms);
+        self.ready
+            .iter()
+            .filter_map(|seq| self.slots.get(seq)?.session.clone())
+            .find(|s| available(s))
+    }
+
+    /// When the next timer fires (Unix ms), if any.
+    pub(super) fn next_timer(&self) -> Option<i64> {
+        self.timers.iter().next().map(|&(at, _)| at)
+    }
+
+    /// Unlocked messages whose time-to-live has passed.
+    pub(super) fn take_expired(&mut self, now_ms: i64) -> Vec<SequenceNumber> {
+        let mut expired = Vec::new();
+        while let Some(&(at, seq)) = self.expiries.iter().next() {
+            if at > now_ms {
+                break;
+            }
+            self.expiries.remove(&(at, seq));
+            match self.slots.get(&seq) {
+                // A locked message expires when its lock is released (as
+                // Service Bus does); `next` catches it then.
+                Some(slot) if slot.lock.is_none_or(|l| l.locked_until_ms <= now_ms) => {
+                    expired.push(seq)
+                }
+                _ => {}
+            }
+        }
+        expired
+    }
+
+    /// Locks a message (ready or deferred) and counts the delivery.
     pub(super) fn lock(
         &mut self,
         seq: SequenceNumber,
         lock_duration_ms: i64,
         now_ms: i64,
     ) -> Option<(MessageLock, u32)> {
+        self.unready(seq);
         let slot = self.slots.get_mut(&seq)?;
-        self.ready.remove(&seq);
         let lock = MessageLock {
             token: LockToken::new(),
             locked_until_ms: now_ms + lock_duration_ms,
@@ -141,18 +243,38 @@ impl Index {
         Some(until)
     }
 
-    /// Releases a lock; the message is delivered again from `visible_at_ms`.
+    /// Releases a lock; the message is delivered again from `visible_at_ms`
+    /// (a deferred message stays deferred).
     pub(super) fn unlock(&mut self, seq: SequenceNumber, visible_at_ms: i64, now_ms: i64) {
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.lock = None;
-            slot.visible_at_ms = visible_at_ms;
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        slot.lock = None;
+        slot.visible_at_ms = visible_at_ms;
+        if !slot.deferred {
             self.make_available(seq, visible_at_ms, now_ms);
         }
     }
 
+    /// Sets a locked message aside until it is received by sequence number.
+    pub(super) fn defer(&mut self, seq: SequenceNumber) {
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.lock = None;
+            slot.deferred = true;
+        }
+        self.unready(seq);
+    }
+
+    /// Whether `seq` is deferred and not locked.
+    pub(super) fn is_deferred_and_free(&self, seq: SequenceNumber, now_ms: i64) -> bool {
+        self.slots
+            .get(&seq)
+            .is_some_and(|s| s.deferred && s.lock.is_none_or(|l| l.locked_until_ms <= now_ms))
+    }
+
     fn make_available(&mut self, seq: SequenceNumber, visible_at_ms: i64, now_ms: i64) {
         if visible_at_ms <= now_ms {
-            self.ready.insert(seq);
+            self.set_ready(seq);
         } else {
             self.timers.insert((visible_at_ms, seq));
         }
@@ -173,11 +295,11 @@ impl Index {
                 Some(lock) if lock.locked_until_ms == at => {
                     // The receiver let the lock lapse: deliver it again.
                     slot.lock = None;
-                    self.ready.insert(seq);
+                    if !slot.deferred {
+                        self.set_ready(seq);
+                    }
                 }
-                None if slot.visible_at_ms == at => {
-                    self.ready.insert(seq);
-                }
+                None if slot.visible_at_ms == at && !slot.deferred => self.set_ready(seq),
                 _ => {} // stale: renewed, or rescheduled
             }
         }
@@ -188,49 +310,120 @@ impl Index {
 mod tests {
     use super::*;
 
+    fn slot(delivery_count: u32, visible_at_ms: i64) -> NewSlot {
+        NewSlot {
+            delivery_count,
+            visible_at_ms,
+            expires_at_ms: None,
+            deferred: false,
+            session: None,
+        }
+    }
+
     #[test]
     fn ready_messages_come_out_in_sequence_order() {
         let mut index = Index::default();
-        index.insert(2, 0, 0, 10);
-        index.insert(1, 0, 0, 10);
-        assert!(matches!(index.next(10, Some(10)), Next::Ready(1)));
+        index.insert(2, slot(0, 0), 10);
+        index.insert(1, slot(0, 0), 10);
+        assert!(matches!(index.next(10, Some(10), None), Next::Ready(1)));
     }
 
     #[test]
     fn expired_lock_makes_message_ready_again() {
         let mut index = Index::default();
-        index.insert(1, 0, 0, 0);
+        index.insert(1, slot(0, 0), 0);
         let (lock, count) = index.lock(1, 100, 0).expect("slot exists");
         assert_eq!(count, 1);
-        assert!(matches!(index.next(50, Some(10)), Next::Wait(Some(100))));
+        assert!(matches!(
+            index.next(50, Some(10), None),
+            Next::Wait(Some(100))
+        ));
         assert!(index.check_lock(1, lock.token, 99));
-        assert!(matches!(index.next(100, Some(10)), Next::Ready(1)));
+        assert!(matches!(index.next(100, Some(10), None), Next::Ready(1)));
         assert!(!index.check_lock(1, lock.token, 100));
     }
 
     #[test]
     fn renewed_lock_outlives_its_first_expiry() {
         let mut index = Index::default();
-        index.insert(1, 0, 0, 0);
+        index.insert(1, slot(0, 0), 0);
         let (lock, _) = index.lock(1, 100, 0).expect("slot exists");
         assert_eq!(index.renew(1, 100, 90), Some(190));
-        assert!(matches!(index.next(150, Some(10)), Next::Wait(Some(190))));
+        assert!(matches!(
+            index.next(150, Some(10), None),
+            Next::Wait(Some(190))
+        ));
         assert!(index.check_lock(1, lock.token, 150));
     }
 
     #[test]
     fn scheduled_message_waits_for_its_time() {
         let mut index = Index::default();
-        index.insert(1, 0, 500, 0);
-        assert!(matches!(index.next(499, Some(10)), Next::Wait(Some(500))));
-        assert!(matches!(index.next(500, Some(10)), Next::Ready(1)));
+        index.insert(1, slot(0, 500), 0);
+        assert!(matches!(
+            index.next(499, Some(10), None),
+            Next::Wait(Some(500))
+        ));
+        assert!(matches!(index.next(500, Some(10), None), Next::Ready(1)));
     }
 
     #[test]
     fn message_at_max_delivery_count_is_exhausted() {
         let mut index = Index::default();
-        index.insert(1, 3, 0, 0);
-        assert!(matches!(index.next(0, Some(3)), Next::Exhausted(1)));
-        assert!(matches!(index.next(0, None), Next::Ready(1)));
+        index.insert(1, slot(3, 0), 0);
+        assert!(matches!(index.next(0, Some(3), None), Next::Exhausted(1)));
+        assert!(matches!(index.next(0, None, None), Next::Ready(1)));
+    }
+
+    #[test]
+    fn deferred_message_is_skipped_until_received_by_sequence_number() {
+        let mut index = Index::default();
+        index.insert(1, slot(0, 0), 0);
+        index.insert(2, slot(0, 0), 0);
+        index.lock(1, 100, 0).expect("slot");
+        index.defer(1);
+        assert!(matches!(index.next(200, None, None), Next::Ready(2)));
+        assert!(index.is_deferred_and_free(1, 200));
+        index.lock(1, 100, 200).expect("slot");
+        index.unlock(1, 0, 250);
+        assert!(
+            index.is_deferred_and_free(1, 250),
+            "abandoning a deferred message keeps it deferred"
+        );
+    }
+
+    #[test]
+    fn expired_message_is_reported_instead_of_delivered() {
+        let mut index = Index::default();
+        index.insert(
+            1,
+            NewSlot {
+                expires_at_ms: Some(100),
+                ..slot(0, 0)
+            },
+            0,
+        );
+        assert!(matches!(index.next(50, None, None), Next::Ready(1)));
+        assert!(matches!(index.next(100, None, None), Next::Expired(1)));
+        assert_eq!(index.take_expired(100), vec![1]);
+    }
+
+    #[test]
+    fn session_messages_are_found_per_session_in_order() {
+        let mut index = Index::default();
+        for (seq, s) in [(1, "a"), (2, "b"), (3, "a")] {
+            index.insert(
+                seq,
+                NewSlot {
+                    session: Some(Arc::from(s)),
+                    ..slot(0, 0)
+                },
+                0,
+            );
+        }
+        assert!(matches!(index.next(0, None, Some("b")), Next::Ready(2)));
+        assert_eq!(index.next_session(0, |s| s != "a").as_deref(), Some("b"));
+        index.lock(1, 100, 0).expect("slot");
+        assert!(matches!(index.next(0, None, Some("a")), Next::Ready(3)));
     }
 }

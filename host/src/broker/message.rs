@@ -66,6 +66,16 @@ pub struct MessageRecord {
     pub last_error: Option<String>,
     /// Set once the message is dead-lettered.
     pub dead_letter: Option<DeadLetterInfo>,
+    /// Messages with the same session id are delivered in order to one receiver.
+    pub session_id: Option<String>,
+    /// Application routing: where the message is for.
+    pub to: Option<String>,
+    /// Application routing: where replies go.
+    pub reply_to: Option<String>,
+    /// When the message expires (Unix ms), from its own or its queue's time-to-live.
+    pub expires_at_ms: Option<i64>,
+    /// Set aside by a receiver; delivered only when received by sequence number.
+    pub deferred: bool,
 }
 
 /// A message a sender hands to the broker.
@@ -85,6 +95,14 @@ pub struct NewMessage {
     pub user_properties: Vec<(String, String)>,
     /// Scheduled enqueue time (Unix ms), if later than now.
     pub scheduled_at_ms: Option<i64>,
+    /// Session id (required by session-enabled queues).
+    pub session_id: Option<String>,
+    /// Application routing: where the message is for.
+    pub to: Option<String>,
+    /// Application routing: where replies go.
+    pub reply_to: Option<String>,
+    /// Time-to-live in milliseconds (capped by the queue's default).
+    pub time_to_live_ms: Option<i64>,
 }
 
 impl NewMessage {
@@ -98,6 +116,7 @@ impl NewMessage {
 
     /// Bytes this message takes against the queue's max message size.
     pub(crate) fn size(&self) -> usize {
+        // Body plus application properties: what Service Bus counts against the limit.
         self.body.len()
             + self
                 .user_properties
@@ -106,7 +125,12 @@ impl NewMessage {
                 .sum::<usize>()
     }
 
-    pub(crate) fn into_record(self, now_ms: i64) -> MessageRecord {
+    pub(crate) fn into_record(self, now_ms: i64, queue_ttl_ms: Option<i64>) -> MessageRecord {
+        let ttl = match (self.time_to_live_ms, queue_ttl_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let visible_at_ms = self.scheduled_at_ms.unwrap_or(now_ms).max(now_ms);
         MessageRecord {
             message_id: self
                 .message_id
@@ -117,10 +141,16 @@ impl NewMessage {
             subject: self.subject,
             user_properties: self.user_properties,
             enqueued_at_ms: now_ms,
-            visible_at_ms: self.scheduled_at_ms.unwrap_or(now_ms).max(now_ms),
+            visible_at_ms,
             delivery_count: 0,
             last_error: None,
             dead_letter: None,
+            session_id: self.session_id,
+            to: self.to,
+            reply_to: self.reply_to,
+            // A scheduled message's time-to-live starts when it becomes visible.
+            expires_at_ms: ttl.map(|ttl| visible_at_ms.saturating_add(ttl)),
+            deferred: false,
         }
     }
 }
@@ -164,6 +194,8 @@ pub enum MessageState {
     Locked,
     /// Not deliverable before its visible time (scheduled or backing off).
     Scheduled,
+    /// Set aside; delivered only when received by sequence number.
+    Deferred,
 }
 
 /// A message seen by peek (no lock taken).

@@ -1,21 +1,30 @@
-//! Queues with Service Bus semantics: send, peek-lock, settle, dead-letter.
+//! Queues and topics with Service Bus semantics.
 //!
 //! Read [`Broker`] first: it owns every queue, keeps an in-memory
 //! [`index`] of each for fast receive, and writes through to the
-//! [`Store`](crate::store::Store). Message shapes are in [`message`].
+//! [`Store`](crate::store::Store). Message shapes are in [`message`];
+//! sessions in [`session`]; Service Bus topics, their subscriptions and
+//! rule filters in [`topic`] and [`filter`]; duplicate detection in [`dedup`].
 //!
 //! A queue `q` has a dead-letter sub-queue addressed as `q/$DeadLetterQueue`
 //! ([`EntityPath`]). Each delivery under peek-lock counts towards the
 //! queue's max delivery count; a message available again after that many
 //! deliveries moves to the dead-letter queue with reason
-//! `MaxDeliveryCountExceeded`.
+//! `MaxDeliveryCountExceeded`. Expired messages are dead-lettered with
+//! `TTLExpiredException` when the queue says so, else dropped. A
+//! background task ([`Broker::run_maintenance`]) expires messages,
+//! forwards dead letters and forgets old duplicate-detection ids.
 //!
 //! Durability: a send, receive, complete or dead-letter returns only once
 //! it is on disk (group commit). Locks live in memory: after a crash every
 //! locked message is delivered again, with its delivery count kept.
 
+mod dedup;
+pub mod filter;
 mod index;
 pub mod message;
+pub mod session;
+pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -26,11 +35,14 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::store::{self, Store, StoreError};
-use index::{Index, Next};
+use dedup::Dedup;
+use index::{Index, NewSlot, Next};
 pub use message::{
     DeadLetterInfo, LockToken, MessageLock, MessageRecord, MessageState, NewMessage, PeekedMessage,
     ReceiveMode, ReceivedMessage, SequenceNumber,
 };
+pub use session::SessionLockInfo;
+pub use topic::{RuleInfo, SubscriptionInfo, TopicInfo, TopicProperties};
 
 /// Deliveries before a message is dead-lettered, unless the queue says otherwise.
 pub const DEFAULT_MAX_DELIVERY_COUNT: u32 = 10;
@@ -40,22 +52,30 @@ pub const DEFAULT_LOCK_DURATION_SECS: u64 = 60;
 pub const MAX_LOCK_DURATION_SECS: u64 = 300;
 /// Largest message body + properties a queue accepts by default (Service Bus standard tier).
 pub const DEFAULT_MAX_MESSAGE_SIZE_BYTES: usize = 256 * 1024;
+/// How long message ids are remembered for duplicate detection, by default.
+pub const DEFAULT_DUPLICATE_DETECTION_WINDOW_SECS: u64 = 600;
+/// Service Bus allows at most four forwarding hops.
+pub const MAX_FORWARD_HOPS: usize = 4;
 /// The dead-letter reason Service Bus uses for messages delivered too often.
 pub const MAX_DELIVERY_COUNT_EXCEEDED: &str = "MaxDeliveryCountExceeded";
+/// The dead-letter reason Service Bus uses for expired messages.
+pub const TTL_EXPIRED: &str = "TTLExpiredException";
 /// Suffix addressing a queue's dead-letter sub-queue.
 pub const DEAD_LETTER_SUFFIX: &str = "$DeadLetterQueue";
 
 const TREE: &str = "messages";
+/// How often the maintenance task looks for expired messages and dead letters to forward.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why a broker operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
-    /// No queue by that name.
+    /// No queue or topic by that name.
     #[error("queue `{0}` does not exist")]
     QueueNotFound(String),
-    /// A queue by that name exists already.
-    #[error("queue `{0}` already exists")]
+    /// A queue or topic by that name exists already.
+    #[error("an entity named `{0}` already exists")]
     QueueExists(String),
     /// The name breaks the naming rules.
     #[error("invalid entity name `{name}`: {reason}")]
@@ -88,12 +108,39 @@ pub enum BrokerError {
         /// The message's sequence number.
         sequence_number: SequenceNumber,
     },
+    /// No such message (or not in the state the operation needs).
+    #[error("message {sequence_number} in `{entity}` {why}")]
+    MessageNotFound {
+        /// The entity path.
+        entity: String,
+        /// The sequence number asked for.
+        sequence_number: SequenceNumber,
+        /// What was expected of it.
+        why: &'static str,
+    },
+    /// A session-enabled queue needs a session receiver; a plain queue has no sessions.
+    #[error("{0}")]
+    Session(String),
+    /// The session lock is unknown, expired or held by someone else.
+    #[error("the lock on session `{session}` of `{queue}` is lost or held by another receiver")]
+    SessionLockLost {
+        /// The queue.
+        queue: String,
+        /// The session id.
+        session: String,
+    },
+    /// Forwarding goes round in circles or too far.
+    #[error("forwarding from `{0}` exceeds {MAX_FORWARD_HOPS} hops or loops")]
+    ForwardLoop(String),
+    /// A topic, subscription or rule operation failed.
+    #[error(transparent)]
+    Topic(#[from] topic::TopicError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Options of a queue, as set when it is created.
+/// Options of a queue (or of a topic subscription), as set when it is created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct QueueProperties {
@@ -103,6 +150,20 @@ pub struct QueueProperties {
     pub lock_duration_secs: u64,
     /// Largest message (body + user properties) accepted.
     pub max_message_size_bytes: usize,
+    /// Time-to-live of messages that set none (none: forever).
+    pub default_message_time_to_live_secs: Option<u64>,
+    /// Expired messages go to the dead-letter queue instead of being dropped.
+    pub dead_lettering_on_message_expiration: bool,
+    /// Drop messages whose id was seen within the window.
+    pub requires_duplicate_detection: bool,
+    /// The duplicate-detection window in seconds.
+    pub duplicate_detection_history_time_window_secs: u64,
+    /// Messages need a session id and are received through sessions.
+    pub requires_session: bool,
+    /// Send everything arriving here on to this queue instead.
+    pub forward_to: Option<String>,
+    /// Send dead-lettered messages on to this queue instead of keeping them.
+    pub forward_dead_lettered_messages_to: Option<String>,
 }
 
 impl Default for QueueProperties {
@@ -111,33 +172,63 @@ impl Default for QueueProperties {
             max_delivery_count: DEFAULT_MAX_DELIVERY_COUNT,
             lock_duration_secs: DEFAULT_LOCK_DURATION_SECS,
             max_message_size_bytes: DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+            default_message_time_to_live_secs: None,
+            dead_lettering_on_message_expiration: false,
+            requires_duplicate_detection: false,
+            duplicate_detection_history_time_window_secs: DEFAULT_DUPLICATE_DETECTION_WINDOW_SECS,
+            requires_session: false,
+            forward_to: None,
+            forward_dead_lettered_messages_to: None,
         }
     }
 }
 
 impl QueueProperties {
     fn validate(&self) -> Result<(), BrokerError> {
+        let bad = |what: String| Err(BrokerError::InvalidProperty(what));
         if self.max_delivery_count == 0 {
-            return Err(BrokerError::InvalidProperty(
-                "maxDeliveryCount must be at least 1".into(),
-            ));
+            return bad("maxDeliveryCount must be at least 1".into());
         }
         if !(1..=MAX_LOCK_DURATION_SECS).contains(&self.lock_duration_secs) {
-            return Err(BrokerError::InvalidProperty(format!(
+            return bad(format!(
                 "lockDurationSecs must be between 1 and {MAX_LOCK_DURATION_SECS}, got {}",
                 self.lock_duration_secs
-            )));
+            ));
         }
         if self.max_message_size_bytes == 0 {
-            return Err(BrokerError::InvalidProperty(
-                "maxMessageSizeBytes must be above 0".into(),
+            return bad("maxMessageSizeBytes must be above 0".into());
+        }
+        if self.default_message_time_to_live_secs == Some(0) {
+            return bad(
+                "defaultMessageTimeToLiveSecs must be above 0 (leave it out for no expiry)".into(),
+            );
+        }
+        if !(20..=7 * 24 * 3600).contains(&self.duplicate_detection_history_time_window_secs) {
+            return bad(format!(
+                "duplicateDetectionHistoryTimeWindowSecs must be between 20 and 604800, got {}",
+                self.duplicate_detection_history_time_window_secs
             ));
+        }
+        for target in [&self.forward_to, &self.forward_dead_lettered_messages_to]
+            .into_iter()
+            .flatten()
+        {
+            validate_entity_name(target)?;
         }
         Ok(())
     }
 
     fn lock_duration_ms(&self) -> i64 {
         i64::try_from(self.lock_duration_secs * 1000).unwrap_or(i64::MAX)
+    }
+
+    fn ttl_ms(&self) -> Option<i64> {
+        self.default_message_time_to_live_secs
+            .map(|secs| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
+    fn dedup_window_ms(&self) -> i64 {
+        i64::try_from(self.duplicate_detection_history_time_window_secs * 1000).unwrap_or(i64::MAX)
     }
 }
 
@@ -225,14 +316,24 @@ pub struct QueueInfo {
     pub name: String,
     /// Its options.
     pub properties: QueueProperties,
-    /// Messages waiting or locked.
+    /// Messages in the queue (active, locked, scheduled and deferred).
+    pub message_count: usize,
+    /// Messages ready or locked (Service Bus's "active").
     pub active_message_count: usize,
     /// Messages locked by a receiver right now.
     pub locked_message_count: usize,
     /// Messages waiting for a later time.
     pub scheduled_message_count: usize,
+    /// Messages set aside by a receiver.
+    pub deferred_message_count: usize,
     /// Messages in the dead-letter sub-queue.
     pub dead_letter_message_count: usize,
+    /// Messages waiting to be forwarded (always 0: forwarding is immediate).
+    pub transfer_message_count: usize,
+    /// Bytes of message bodies held.
+    pub size_in_bytes: u64,
+    /// When the queue was created (Unix ms).
+    pub created_at_ms: i64,
 }
 
 /// What an abandon led to.
@@ -244,9 +345,20 @@ pub enum Abandoned {
     DeadLettered,
 }
 
+/// A queue's definition as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueRecord {
+    #[serde(flatten)]
+    properties: QueueProperties,
+    #[serde(default)]
+    created_at_ms: i64,
+}
+
 struct Queue {
     name: String,
     properties: QueueProperties,
+    created_at_ms: i64,
     state: Mutex<QueueState>,
     /// Woken whenever a message may have become receivable.
     arrivals: Notify,
@@ -257,6 +369,9 @@ struct QueueState {
     active: Index,
     dead_letters: Index,
     deleted: bool,
+    dedup: Dedup,
+    sessions: HashMap<String, session::SessionLock>,
+    size_in_bytes: u64,
 }
 
 impl Queue {
@@ -268,6 +383,18 @@ impl Queue {
 }
 
 impl QueueState {
+    fn new(properties: &QueueProperties) -> QueueState {
+        QueueState {
+            next_sequence: 1,
+            active: Index::default(),
+            dead_letters: Index::default(),
+            deleted: false,
+            dedup: Dedup::new(properties.dedup_window_ms()),
+            sessions: HashMap::new(),
+            size_in_bytes: 0,
+        }
+    }
+
     fn index(&mut self, dead_letter: bool) -> &mut Index {
         if dead_letter {
             &mut self.dead_letters
@@ -277,10 +404,13 @@ impl QueueState {
     }
 }
 
-/// Owns every queue. Cheap to share behind an `Arc`.
+/// Owns every queue and Service Bus topic. Cheap to share behind an `Arc`.
 pub struct Broker {
     store: Store,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
+    topics: RwLock<HashMap<String, Arc<topic::Topic>>>,
+    /// Wakes the maintenance task early (a dead letter waits to be forwarded).
+    maintenance: Notify,
 }
 
 // ---- store keys ---------------------------------------------------------
@@ -288,10 +418,12 @@ pub struct Broker {
 const TAG_ACTIVE: u8 = b'm';
 const TAG_DEAD_LETTER: u8 = b'd';
 const TAG_NEXT_SEQUENCE: u8 = b'n';
+const TAG_DEDUP: u8 = b'u';
+const TAG_SESSION_STATE: u8 = b's';
 
-fn key_prefix(queue: &str, tag: u8) -> Vec<u8> {
-    let mut key = Vec::with_capacity(queue.len() + 10);
-    key.extend_from_slice(queue.as_bytes());
+fn key_prefix(entity: &str, tag: u8) -> Vec<u8> {
+    let mut key = Vec::with_capacity(entity.len() + 10);
+    key.extend_from_slice(entity.as_bytes());
     key.push(0);
     key.push(tag);
     key
@@ -310,37 +442,66 @@ fn message_key(queue: &str, dead_letter: bool, seq: SequenceNumber) -> Vec<u8> {
     key
 }
 
+fn dedup_key(entity: &str, id: &str) -> Vec<u8> {
+    let mut key = key_prefix(entity, TAG_DEDUP);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
 fn queue_record_key(name: &str) -> String {
     format!("queue/{name}")
 }
 
+fn corrupt(detail: String) -> StoreError {
+    StoreError::Corrupt { tree: TREE, detail }
+}
+
+fn new_slot(record: &MessageRecord, dead_letter: bool) -> NewSlot {
+    NewSlot {
+        delivery_count: record.delivery_count,
+        visible_at_ms: if dead_letter { 0 } else { record.visible_at_ms },
+        // Dead letters do not expire.
+        expires_at_ms: if dead_letter {
+            None
+        } else {
+            record.expires_at_ms
+        },
+        deferred: record.deferred,
+        session: record.session_id.as_deref().map(Arc::from),
+    }
+}
+
 impl Broker {
-    /// Loads every queue from the store and rebuilds its index.
+    /// Loads every queue and topic from the store and rebuilds the indexes.
     pub fn open(store: Store) -> Result<Broker, BrokerError> {
         let mut queues = HashMap::new();
         let now = now_ms();
         for entry in store.entities().scan_prefix("queue/") {
             let (key, value) = entry.map_err(StoreError::from)?;
             let name = String::from_utf8_lossy(&key["queue/".len()..]).into_owned();
-            let properties: QueueProperties =
+            let record: QueueRecord =
                 serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
                     tree: "entities",
                     detail: format!("queue `{name}`: {e}"),
                 })?;
-            let state = load_state(&store, &name, now)?;
+            let state = load_state(&store, &name, &record.properties, now)?;
             queues.insert(
                 name.clone(),
                 Arc::new(Queue {
                     name,
-                    properties,
+                    properties: record.properties,
+                    created_at_ms: record.created_at_ms,
                     state: Mutex::new(state),
                     arrivals: Notify::new(),
                 }),
             );
         }
+        let topics = topic::load_topics(&store, now)?;
         Ok(Broker {
             store,
             queues: RwLock::new(queues),
+            topics: RwLock::new(topics),
+            maintenance: Notify::new(),
         })
     }
 
@@ -358,7 +519,12 @@ impl Broker {
         self.queue(name).is_ok()
     }
 
-    /// Creates a queue; fails if it exists.
+    /// Whether a queue or topic by this name exists.
+    pub fn has_entity(&self, name: &str) -> bool {
+        self.has_queue(name) || self.topic(name).is_ok()
+    }
+
+    /// Creates a queue; fails if a queue or topic by that name exists.
     pub async fn create_queue(
         &self,
         name: &str,
@@ -366,28 +532,31 @@ impl Broker {
     ) -> Result<QueueInfo, BrokerError> {
         validate_entity_name(name)?;
         properties.validate()?;
+        if self.topic(name).is_ok() {
+            return Err(BrokerError::QueueExists(name.to_string()));
+        }
         let queue = {
             let mut queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
             if queues.contains_key(name) {
                 return Err(BrokerError::QueueExists(name.to_string()));
             }
-            let record = serde_json::to_vec(&properties).map_err(|e| StoreError::Corrupt {
+            let record = QueueRecord {
+                properties: properties.clone(),
+                created_at_ms: now_ms(),
+            };
+            let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
                 tree: "entities",
                 detail: e.to_string(),
             })?;
             self.store
                 .entities()
-                .insert(queue_record_key(name), record)
+                .insert(queue_record_key(name), json)
                 .map_err(StoreError::from)?;
             let queue = Arc::new(Queue {
                 name: name.to_string(),
+                state: Mutex::new(QueueState::new(&properties)),
                 properties,
-                state: Mutex::new(QueueState {
-                    next_sequence: 1,
-                    active: Index::default(),
-                    dead_letters: Index::default(),
-                    deleted: false,
-                }),
+                created_at_ms: record.created_at_ms,
                 arrivals: Notify::new(),
             });
             queues.insert(name.to_string(), queue.clone());
@@ -412,28 +581,42 @@ impl Broker {
                 .entities()
                 .remove(queue_record_key(name))
                 .map_err(StoreError::from)?;
-            let mut batch = sled::Batch::default();
-            for tag in [TAG_ACTIVE, TAG_DEAD_LETTER, TAG_NEXT_SEQUENCE] {
-                for key in self
-                    .store
-                    .messages()
-                    .scan_prefix(key_prefix(name, tag))
-                    .keys()
-                {
-                    batch.remove(key.map_err(StoreError::from)?);
-                }
-            }
-            self.store
-                .messages()
-                .apply_batch(batch)
-                .map_err(StoreError::from)?;
+            self.remove_prefixes(
+                name,
+                &[
+                    TAG_ACTIVE,
+                    TAG_DEAD_LETTER,
+                    TAG_NEXT_SEQUENCE,
+                    TAG_DEDUP,
+                    TAG_SESSION_STATE,
+                ],
+            )?;
         }
         queue.arrivals.notify_waiters();
         self.store.commit().await?;
         Ok(())
     }
 
-    /// Every queue with its counts, sorted by name.
+    fn remove_prefixes(&self, entity: &str, tags: &[u8]) -> Result<(), BrokerError> {
+        let mut batch = sled::Batch::default();
+        for &tag in tags {
+            for key in self
+                .store
+                .messages()
+                .scan_prefix(key_prefix(entity, tag))
+                .keys()
+            {
+                batch.remove(key.map_err(StoreError::from)?);
+            }
+        }
+        self.store
+            .messages()
+            .apply_batch(batch)
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Every queue with its counts, sorted by name (topic subscriptions included).
     pub fn list_queues(&self) -> Vec<QueueInfo> {
         let queues: Vec<Arc<Queue>> = self
             .queues
@@ -442,7 +625,7 @@ impl Broker {
             .values()
             .cloned()
             .collect();
-        let mut infos: Vec<QueueInfo> = queues.iter().map(|q| info(q.as_ref())).collect();
+        let mut infos: Vec<QueueInfo> = queues.iter().map(|q| info(q)).collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
     }
@@ -452,42 +635,68 @@ impl Broker {
         Ok(info(&*self.queue(name)?))
     }
 
-    /// Sends messages to one queue; returns their sequence numbers once durable.
+    /// Sends messages to a queue or a topic; returns the sequence numbers of
+    /// the messages a queue accepted (duplicates and topic fan-outs give none)
+    /// once they are durable.
     pub async fn send(
         &self,
-        queue: &str,
+        entity: &str,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<SequenceNumber>, BrokerError> {
+        if let Ok(topic) = self.topic(entity) {
+            self.send_to_topic(&topic, messages).await?;
+            return Ok(Vec::new());
+        }
         let mut sent = self
-            .send_to_many(vec![(queue.to_string(), messages)])
+            .send_to_many(vec![(entity.to_string(), messages)])
             .await?;
         Ok(sent.pop().unwrap_or_default())
     }
 
+    /// Follows `forward_to` from `name` to the queue that keeps the messages.
+    fn resolve_forwarding(&self, name: &str) -> Result<Arc<Queue>, BrokerError> {
+        let mut queue = self.queue(name)?;
+        for _ in 0..=MAX_FORWARD_HOPS {
+            match &queue.properties.forward_to {
+                None => return Ok(queue),
+                Some(next) => queue = self.queue(next)?,
+            }
+        }
+        Err(BrokerError::ForwardLoop(name.to_string()))
+    }
+
     /// Sends to several queues atomically (one batch, one fsync): the fan-out
-    /// of a topic. Returns the sequence numbers per queue, in order.
+    /// of a topic. Returns the sequence numbers per queue, in order; a
+    /// duplicate (duplicate detection) is accepted and dropped.
     pub async fn send_to_many(
         &self,
         deliveries: Vec<(String, Vec<NewMessage>)>,
     ) -> Result<Vec<Vec<SequenceNumber>>, BrokerError> {
         // Resolve and check everything before touching the store.
-        let mut targets = Vec::with_capacity(deliveries.len());
+        let mut queues = Vec::with_capacity(deliveries.len());
+        let mut batches = Vec::with_capacity(deliveries.len());
         for (name, messages) in deliveries {
-            let queue = self.queue(&name)?;
+            let queue = self.resolve_forwarding(&name)?;
+            let limit = self.queue(&name)?.properties.max_message_size_bytes;
             for message in &messages {
                 let size = message.size();
-                if size > queue.properties.max_message_size_bytes {
+                if size > limit {
                     return Err(BrokerError::MessageTooLarge {
                         queue: name,
                         size,
-                        limit: queue.properties.max_message_size_bytes,
+                        limit,
                     });
                 }
+                if queue.properties.requires_session && message.session_id.is_none() {
+                    return Err(BrokerError::Session(format!(
+                        "queue `{}` requires sessions: give every message a SessionId",
+                        queue.name
+                    )));
+                }
             }
-            targets.push((queue, messages));
+            queues.push(queue);
+            batches.push(messages);
         }
-        let (queues, mut batches): (Vec<Arc<Queue>>, Vec<Vec<NewMessage>>) =
-            targets.into_iter().unzip();
         // Lock queues in name order so concurrent fan-outs cannot deadlock.
         let mut order: Vec<usize> = (0..queues.len()).collect();
         order.sort_by(|&a, &b| queues[a].name.cmp(&queues[b].name));
@@ -495,7 +704,8 @@ impl Broker {
 
         let now = now_ms();
         let mut batch = sled::Batch::default();
-        let mut assigned: Vec<Vec<(SequenceNumber, i64)>> = vec![Vec::new(); queues.len()];
+        let mut assigned: Vec<Vec<(SequenceNumber, NewSlot, u64)>> =
+            (0..queues.len()).map(|_| Vec::new()).collect();
         {
             let mut guards: HashMap<&str, MutexGuard<'_, QueueState>> = HashMap::new();
             for &i in &order {
@@ -509,10 +719,20 @@ impl Broker {
                     return Err(BrokerError::QueueNotFound(queue.name.clone()));
                 }
                 for message in batches[i].drain(..) {
+                    if queue.properties.requires_duplicate_detection
+                        && let Some(id) = &message.message_id
+                    {
+                        if state.dedup.is_duplicate(id, now) {
+                            tracing::debug!(queue = %queue.name, message_id = %id, "duplicate dropped");
+                            continue;
+                        }
+                        state.dedup.remember(id, now);
+                        batch.insert(dedup_key(&queue.name, id), &now.to_be_bytes());
+                    }
                     let seq = state.next_sequence;
                     state.next_sequence += 1;
-                    let record = message.into_record(now);
-                    assigned[i].push((seq, record.visible_at_ms));
+                    let record = message.into_record(now, queue.properties.ttl_ms());
+                    assigned[i].push((seq, new_slot(&record, false), record.body.len() as u64));
                     batch.insert(
                         message_key(&queue.name, false, seq),
                         store::encode(TREE, &record)?,
@@ -531,18 +751,20 @@ impl Broker {
         self.store.commit().await?;
         // Only now may receivers see them: they are durable.
         let now = now_ms();
+        let mut result = Vec::with_capacity(queues.len());
         for (i, queue) in queues.iter().enumerate() {
             let mut state = queue.state();
-            for &(seq, visible_at) in &assigned[i] {
-                state.active.insert(seq, 0, visible_at, now);
+            let mut seqs = Vec::with_capacity(assigned[i].len());
+            for (seq, slot, size) in assigned[i].drain(..) {
+                state.active.insert(seq, slot, now);
+                state.size_in_bytes += size;
+                seqs.push(seq);
             }
             drop(state);
             queue.arrivals.notify_waiters();
+            result.push(seqs);
         }
-        Ok(assigned
-            .into_iter()
-            .map(|seqs| seqs.into_iter().map(|(seq, _)| seq).collect())
-            .collect())
+        Ok(result)
     }
 
     /// Receives one message, waiting up to `wait` for one to arrive.
@@ -552,7 +774,39 @@ impl Broker {
         mode: ReceiveMode,
         wait: Duration,
     ) -> Result<Option<ReceivedMessage>, BrokerError> {
+        Ok(self.receive_batch(path, mode, 1, wait).await?.pop())
+    }
+
+    /// Receives up to `max` messages: waits up to `wait` for the first, then
+    /// takes what else is ready without waiting (long polling, no busy loop).
+    pub async fn receive_batch(
+        &self,
+        path: &EntityPath,
+        mode: ReceiveMode,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let queue = self.queue(&path.queue)?;
+        if queue.properties.requires_session && !path.dead_letter {
+            return Err(BrokerError::Session(format!(
+                "queue `{}` requires sessions: accept a session, then receive from it",
+                queue.name
+            )));
+        }
+        self.receive_from(&queue, path, mode, None, max.max(1), wait)
+            .await
+    }
+
+    /// The receive loop shared by queue and session receivers.
+    async fn receive_from(
+        &self,
+        queue: &Queue,
+        path: &EntityPath,
+        mode: ReceiveMode,
+        session: Option<(&str, LockToken)>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Register for wake-ups before looking, so no arrival is missed.
@@ -560,20 +814,18 @@ impl Broker {
             tokio::pin!(arrival);
             arrival.as_mut().enable();
 
-            let next_time = match self.try_receive(&queue, path, mode)? {
-                Attempt::Got(message) => {
-                    // Removal (receive-and-delete) and the delivery count
-                    // (peek-lock) are durable before the receiver sees the
-                    // message: a crash neither resurrects a deleted message
-                    // nor forgets a delivery.
-                    self.store.commit().await?;
-                    return Ok(Some(*message));
-                }
-                Attempt::Empty(next_time) => next_time,
-            };
+            let (taken, next_time) = self.try_take(queue, path, mode, session, max)?;
+            if !taken.is_empty() {
+                // Removal (receive-and-delete) and the delivery count
+                // (peek-lock) are durable before the receiver sees the
+                // message: a crash neither resurrects a deleted message
+                // nor forgets a delivery.
+                self.store.commit().await?;
+                return Ok(taken);
+            }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             let mut sleep_until = deadline;
             if let Some(at) = next_time {
@@ -587,27 +839,46 @@ impl Broker {
         }
     }
 
-    fn try_receive(
+    /// Takes up to `max` receivable messages under the state lock.
+    fn try_take(
         &self,
         queue: &Queue,
         path: &EntityPath,
         mode: ReceiveMode,
-    ) -> Result<Attempt, BrokerError> {
-        let max = (!path.dead_letter).then_some(queue.properties.max_delivery_count);
+        session: Option<(&str, LockToken)>,
+        max: usize,
+    ) -> Result<(Vec<ReceivedMessage>, Option<i64>), BrokerError> {
+        let limit = (!path.dead_letter).then_some(queue.properties.max_delivery_count);
         let mut state = queue.state();
         if state.deleted {
             return Err(BrokerError::QueueNotFound(queue.name.clone()));
         }
+        let mut taken = Vec::new();
         loop {
             let now = now_ms();
-            match state.index(path.dead_letter).next(now, max) {
-                Next::Wait(at) => return Ok(Attempt::Empty(at)),
+            if let Some((id, token)) = session
+                && !session::holds(&state, id, token, now)
+            {
+                return Err(BrokerError::SessionLockLost {
+                    queue: queue.name.clone(),
+                    session: id.to_string(),
+                });
+            }
+            if taken.len() >= max {
+                return Ok((taken, None));
+            }
+            match state
+                .index(path.dead_letter)
+                .next(now, limit, session.map(|(id, _)| id))
+            {
+                Next::Wait(at) => return Ok((taken, at)),
                 Next::Exhausted(seq) => {
                     let count = state.active.get(seq).map_or(0, |s| s.delivery_count);
-                    self.move_to_dead_letter(&queue.name, &mut state, seq, |record| {
+                    self.move_to_dead_letter(queue, &mut state, seq, |record| {
                         exceeded_info(count, record)
                     })?;
                 }
+                Next::Expired(seq) => self.expire(queue, &mut state, seq)?,
                 Next::Ready(seq) => {
                     let key = message_key(&queue.name, path.dead_letter, seq);
                     let Some(bytes) = self.store.messages().get(&key).map_err(StoreError::from)?
@@ -617,19 +888,21 @@ impl Broker {
                         continue;
                     };
                     let mut record: MessageRecord = store::decode(TREE, &bytes)?;
-                    return match mode {
+                    match mode {
                         ReceiveMode::ReceiveAndDelete => {
                             state.index(path.dead_letter).remove(seq);
+                            state.size_in_bytes =
+                                state.size_in_bytes.saturating_sub(record.body.len() as u64);
                             self.store
                                 .messages()
                                 .remove(&key)
                                 .map_err(StoreError::from)?;
                             record.delivery_count += 1;
-                            Ok(Attempt::Got(Box::new(ReceivedMessage {
+                            taken.push(ReceivedMessage {
                                 sequence_number: seq,
                                 lock: None,
                                 record,
-                            })))
+                            });
                         }
                         ReceiveMode::PeekLock => {
                             let lock_ms = queue.properties.lock_duration_ms();
@@ -645,41 +918,86 @@ impl Broker {
                                 .messages()
                                 .insert(key, store::encode(TREE, &record)?)
                                 .map_err(StoreError::from)?;
-                            Ok(Attempt::Got(Box::new(ReceivedMessage {
+                            taken.push(ReceivedMessage {
                                 sequence_number: seq,
                                 lock: Some(lock),
                                 record,
-                            })))
+                            });
                         }
-                    };
+                    }
                 }
             }
         }
     }
 
+    /// Handles a message past its time-to-live (caller holds the state lock).
+    fn expire(
+        &self,
+        queue: &Queue,
+        state: &mut QueueState,
+        seq: SequenceNumber,
+    ) -> Result<(), BrokerError> {
+        if queue.properties.dead_lettering_on_message_expiration {
+            self.move_to_dead_letter(queue, state, seq, |_| DeadLetterInfo {
+                reason: TTL_EXPIRED.to_string(),
+                description: "The message expired and was dead lettered.".to_string(),
+            })
+        } else {
+            tracing::debug!(queue = %queue.name, seq, "expired message dropped");
+            self.remove_message(queue, state, false, seq)
+        }
+    }
+
+    fn remove_message(
+        &self,
+        queue: &Queue,
+        state: &mut QueueState,
+        dead_letter: bool,
+        seq: SequenceNumber,
+    ) -> Result<(), BrokerError> {
+        let key = message_key(&queue.name, dead_letter, seq);
+        if let Some(old) = self
+            .store
+            .messages()
+            .remove(key)
+            .map_err(StoreError::from)?
+        {
+            // Decoding only to keep the size count right; a bad record is still removed.
+            if let Ok(record) = store::decode::<MessageRecord>(TREE, &old) {
+                state.size_in_bytes = state.size_in_bytes.saturating_sub(record.body.len() as u64);
+            }
+        }
+        state.index(dead_letter).remove(seq);
+        Ok(())
+    }
+
     /// Moves an active message to the dead-letter sub-queue (caller holds the state lock).
     fn move_to_dead_letter(
         &self,
-        queue: &str,
+        queue: &Queue,
         state: &mut QueueState,
         seq: SequenceNumber,
         why: impl FnOnce(&MessageRecord) -> DeadLetterInfo,
     ) -> Result<(), BrokerError> {
-        let from = message_key(queue, false, seq);
+        let from = message_key(&queue.name, false, seq);
         let Some(bytes) = self.store.messages().get(&from).map_err(StoreError::from)? else {
             state.active.remove(seq);
             return Ok(());
         };
         let mut record: MessageRecord = store::decode(TREE, &bytes)?;
         let info = why(&record);
-        tracing::info!(queue, seq, reason = %info.reason, description = %info.description, "message dead-lettered");
+        tracing::info!(queue = %queue.name, seq, reason = %info.reason, description = %info.description, "message dead-lettered");
         if let Some(slot) = state.active.get(seq) {
             record.delivery_count = slot.delivery_count;
         }
         record.dead_letter = Some(info);
+        record.deferred = false;
         let mut batch = sled::Batch::default();
         batch.remove(from);
-        batch.insert(message_key(queue, true, seq), store::encode(TREE, &record)?);
+        batch.insert(
+            message_key(&queue.name, true, seq),
+            store::encode(TREE, &record)?,
+        );
         self.store
             .messages()
             .apply_batch(batch)
@@ -687,7 +1005,11 @@ impl Broker {
         state.active.remove(seq);
         state
             .dead_letters
-            .insert(seq, record.delivery_count, 0, now_ms());
+            .insert(seq, new_slot(&record, true), now_ms());
+        queue.arrivals.notify_waiters();
+        if queue.properties.forward_dead_lettered_messages_to.is_some() {
+            self.maintenance.notify_one();
+        }
         Ok(())
     }
 
@@ -712,6 +1034,26 @@ impl Broker {
         Ok(state)
     }
 
+    /// Rewrites a stored message (not waited for; the caller commits if it must).
+    fn update_record(
+        &self,
+        queue: &str,
+        dead_letter: bool,
+        seq: SequenceNumber,
+        change: impl FnOnce(&mut MessageRecord),
+    ) -> Result<(), BrokerError> {
+        let key = message_key(queue, dead_letter, seq);
+        if let Some(bytes) = self.store.messages().get(&key).map_err(StoreError::from)? {
+            let mut record: MessageRecord = store::decode(TREE, &bytes)?;
+            change(&mut record);
+            self.store
+                .messages()
+                .insert(key, store::encode(TREE, &record)?)
+                .map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
     /// Completes a locked message: it is removed for good.
     pub async fn complete(
         &self,
@@ -722,18 +1064,15 @@ impl Broker {
         let queue = self.queue(&path.queue)?;
         {
             let mut state = self.locked(&queue, path, seq, token)?;
-            self.store
-                .messages()
-                .remove(message_key(&queue.name, path.dead_letter, seq))
-                .map_err(StoreError::from)?;
-            state.index(path.dead_letter).remove(seq);
+            self.remove_message(&queue, &mut state, path.dead_letter, seq)?;
         }
         self.store.commit().await?;
         Ok(())
     }
 
     /// Releases a locked message so it is delivered again after `retry_after`,
-    /// or dead-letters it when it has used its deliveries.
+    /// or dead-letters it when it has used its deliveries. `modify` sets user
+    /// properties on the message (Service Bus's `propertiesToModify`).
     pub async fn abandon(
         &self,
         path: &EntityPath,
@@ -741,6 +1080,7 @@ impl Broker {
         token: LockToken,
         reason: Option<&str>,
         retry_after: Duration,
+        modify: &[(String, String)],
     ) -> Result<Abandoned, BrokerError> {
         let queue = self.queue(&path.queue)?;
         let outcome = {
@@ -749,44 +1089,42 @@ impl Broker {
                 .index(path.dead_letter)
                 .get(seq)
                 .map_or(0, |s| s.delivery_count);
-            if !path.dead_letter && count >= queue.properties.max_delivery_count {
-                let reason = reason.map(str::to_string);
-                self.move_to_dead_letter(&queue.name, &mut state, seq, |record| {
-                    let mut record = record.clone();
-                    if reason.is_some() {
-                        record.last_error = reason;
+            let now = now_ms();
+            let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
+            let visible_at = now.saturating_add(delay);
+            let exhausted = !path.dead_letter && count >= queue.properties.max_delivery_count;
+            if reason.is_some() || delay > 0 || !modify.is_empty() {
+                // Keep the reason, the new properties and the backoff across restarts.
+                self.update_record(&queue.name, path.dead_letter, seq, |record| {
+                    if let Some(reason) = reason {
+                        record.last_error = Some(reason.to_string());
                     }
-                    exceeded_info(count, &record)
+                    for (k, v) in modify {
+                        match record
+                            .user_properties
+                            .iter_mut()
+                            .find(|(name, _)| name == k)
+                        {
+                            Some(slot) => slot.1 = v.clone(),
+                            None => record.user_properties.push((k.clone(), v.clone())),
+                        }
+                    }
+                    record.visible_at_ms = visible_at;
+                    record.delivery_count = count;
+                })?;
+            }
+            if exhausted {
+                self.move_to_dead_letter(&queue, &mut state, seq, |record| {
+                    exceeded_info(count, record)
                 })?;
                 Abandoned::DeadLettered
             } else {
-                let now = now_ms();
-                let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
-                let visible_at = now.saturating_add(delay);
-                if reason.is_some() || delay > 0 {
-                    // Keep the reason and backoff across restarts (not waited for).
-                    let key = message_key(&queue.name, path.dead_letter, seq);
-                    if let Some(bytes) =
-                        self.store.messages().get(&key).map_err(StoreError::from)?
-                    {
-                        let mut record: MessageRecord = store::decode(TREE, &bytes)?;
-                        record.last_error = reason.map(str::to_string).or(record.last_error);
-                        record.visible_at_ms = visible_at;
-                        record.delivery_count = count;
-                        self.store
-                            .messages()
-                            .insert(key, store::encode(TREE, &record)?)
-                            .map_err(StoreError::from)?;
-                    }
-                }
                 state.index(path.dead_letter).unlock(seq, visible_at, now);
                 Abandoned::WillRedeliver
             }
         };
         queue.arrivals.notify_waiters();
-        if outcome == Abandoned::DeadLettered {
-            self.store.commit().await?;
-        }
+        self.store.commit().await?;
         Ok(outcome)
     }
 
@@ -804,12 +1142,174 @@ impl Broker {
             if path.dead_letter {
                 // Already dead-lettered: Service Bus only releases the lock.
                 state.dead_letters.unlock(seq, 0, now_ms());
+                queue.arrivals.notify_waiters();
             } else {
-                self.move_to_dead_letter(&queue.name, &mut state, seq, |_| info)?;
+                self.move_to_dead_letter(&queue, &mut state, seq, |_| info)?;
             }
         }
         self.store.commit().await?;
         Ok(())
+    }
+
+    /// Sets a locked message aside: it is delivered again only when received
+    /// by its sequence number ([`Broker::receive_deferred`]).
+    pub async fn defer(
+        &self,
+        path: &EntityPath,
+        seq: SequenceNumber,
+        token: LockToken,
+    ) -> Result<(), BrokerError> {
+        let queue = self.queue(&path.queue)?;
+        {
+            let mut state = self.locked(&queue, path, seq, token)?;
+            self.update_record(&queue.name, path.dead_letter, seq, |record| {
+                record.deferred = true
+            })?;
+            state.index(path.dead_letter).defer(seq);
+        }
+        self.store.commit().await?;
+        Ok(())
+    }
+
+    /// Receives deferred messages by sequence number, under peek-lock.
+    pub async fn receive_deferred(
+        &self,
+        path: &EntityPath,
+        seqs: &[SequenceNumber],
+    ) -> Result<Vec<ReceivedMessage>, BrokerError> {
+        let queue = self.queue(&path.queue)?;
+        let mut received = Vec::with_capacity(seqs.len());
+        {
+            let mut state = queue.state();
+            let now = now_ms();
+            for &seq in seqs {
+                if !state.index(path.dead_letter).is_deferred_and_free(seq, now) {
+                    return Err(BrokerError::MessageNotFound {
+                        entity: path.to_string(),
+                        sequence_number: seq,
+                        why: "is not deferred, or is locked by another receiver",
+                    });
+                }
+            }
+            for &seq in seqs {
+                let lock_ms = queue.properties.lock_duration_ms();
+                let Some((lock, count)) = state.index(path.dead_letter).lock(seq, lock_ms, now)
+                else {
+                    continue;
+                };
+                let key = message_key(&queue.name, path.dead_letter, seq);
+                let Some(bytes) = self.store.messages().get(&key).map_err(StoreError::from)? else {
+                    continue;
+                };
+                let mut record: MessageRecord = store::decode(TREE, &bytes)?;
+                record.delivery_count = count;
+                self.store
+                    .messages()
+                    .insert(key, store::encode(TREE, &record)?)
+                    .map_err(StoreError::from)?;
+                received.push(ReceivedMessage {
+                    sequence_number: seq,
+                    lock: Some(lock),
+                    record,
+                });
+            }
+        }
+        self.store.commit().await?;
+        Ok(received)
+    }
+
+    /// Cancels scheduled messages that have not become visible yet.
+    pub async fn cancel_scheduled(
+        &self,
+        queue: &str,
+        seqs: &[SequenceNumber],
+    ) -> Result<(), BrokerError> {
+        let queue = self.queue(queue)?;
+        {
+            let mut state = queue.state();
+            let now = now_ms();
+            for &seq in seqs {
+                let scheduled = state.active.get(seq).is_some_and(|slot| {
+                    slot.state(now) == MessageState::Scheduled && slot.delivery_count == 0
+                });
+                if !scheduled {
+                    return Err(BrokerError::MessageNotFound {
+                        entity: queue.name.clone(),
+                        sequence_number: seq,
+                        why: "is not a scheduled message that is still waiting",
+                    });
+                }
+            }
+            for &seq in seqs {
+                self.remove_message(&queue, &mut state, false, seq)?;
+            }
+        }
+        self.store.commit().await?;
+        Ok(())
+    }
+
+    /// Moves dead-lettered messages back to the queue as new messages (new
+    /// sequence numbers, delivery count 0); up to `max`, oldest first.
+    /// Returns how many were moved.
+    pub async fn resubmit_dead_letters(
+        &self,
+        queue: &str,
+        max: usize,
+    ) -> Result<usize, BrokerError> {
+        let queue = self.queue(queue)?;
+        let moved = {
+            let mut state = queue.state();
+            let now = now_ms();
+            let seqs: Vec<SequenceNumber> = state
+                .dead_letters
+                .iter()
+                .filter(|(_, slot)| slot.state(now) != MessageState::Locked)
+                .map(|(&seq, _)| seq)
+                .take(max)
+                .collect();
+            let mut batch = sled::Batch::default();
+            let mut moves = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                let from = message_key(&queue.name, true, seq);
+                let Some(bytes) = self.store.messages().get(&from).map_err(StoreError::from)?
+                else {
+                    continue;
+                };
+                let mut record: MessageRecord = store::decode(TREE, &bytes)?;
+                record.dead_letter = None;
+                record.delivery_count = 0;
+                record.last_error = None;
+                record.deferred = false;
+                record.enqueued_at_ms = now;
+                record.visible_at_ms = now;
+                record.expires_at_ms = queue.properties.ttl_ms().map(|ttl| now.saturating_add(ttl));
+                let new_seq = state.next_sequence;
+                state.next_sequence += 1;
+                batch.remove(from);
+                batch.insert(
+                    message_key(&queue.name, false, new_seq),
+                    store::encode(TREE, &record)?,
+                );
+                moves.push((seq, new_seq, new_slot(&record, false)));
+            }
+            batch.insert(
+                key_prefix(&queue.name, TAG_NEXT_SEQUENCE),
+                &state.next_sequence.to_be_bytes(),
+            );
+            self.store
+                .messages()
+                .apply_batch(batch)
+                .map_err(StoreError::from)?;
+            let count = moves.len();
+            for (old, new, slot) in moves {
+                state.dead_letters.remove(old);
+                state.active.insert(new, slot, now);
+            }
+            count
+        };
+        self.store.commit().await?;
+        queue.arrivals.notify_waiters();
+        Ok(moved)
     }
 
     /// Extends the lock on a message; returns the new expiry (Unix ms).
@@ -857,10 +1357,13 @@ impl Broker {
                 break;
             }
             let (key, bytes) = entry.map_err(StoreError::from)?;
-            let Some(seq_bytes) = key.get(key.len().saturating_sub(8)..) else {
+            let Some(raw) = key
+                .get(key.len().saturating_sub(8)..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            else {
                 continue;
             };
-            let seq = SequenceNumber::from_be_bytes(seq_bytes.try_into().unwrap_or_default());
+            let seq = SequenceNumber::from_be_bytes(raw);
             // Not yet in the index: a send whose commit is still in flight.
             let Some(slot) = index.get(seq) else { continue };
             let mut record: MessageRecord = store::decode(TREE, &bytes)?;
@@ -873,11 +1376,118 @@ impl Broker {
         }
         Ok(out)
     }
-}
 
-enum Attempt {
-    Got(Box<ReceivedMessage>),
-    Empty(Option<i64>),
+    /// Background upkeep, run until the broker is dropped: expires messages,
+    /// forwards dead letters, forgets old duplicate-detection ids.
+    pub async fn run_maintenance(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+                () = self.maintenance.notified() => {}
+            }
+            if let Err(e) = self.maintain().await {
+                tracing::warn!(error = %e, "broker maintenance failed; retrying");
+            }
+        }
+    }
+
+    async fn maintain(&self) -> Result<(), BrokerError> {
+        let queues: Vec<Arc<Queue>> = self
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for queue in &queues {
+            {
+                let mut state = queue.state();
+                if state.deleted {
+                    continue;
+                }
+                let now = now_ms();
+                for seq in state.active.take_expired(now) {
+                    self.expire(queue, &mut state, seq)?;
+                    changed = true;
+                }
+                let forgotten = state.dedup.expire(now);
+                if !forgotten.is_empty() {
+                    let mut batch = sled::Batch::default();
+                    for id in forgotten {
+                        batch.remove(dedup_key(&queue.name, &id));
+                    }
+                    self.store
+                        .messages()
+                        .apply_batch(batch)
+                        .map_err(StoreError::from)?;
+                }
+            }
+            if let Some(target) = &queue.properties.forward_dead_lettered_messages_to {
+                changed |= self.forward_dead_letters(queue, target).await?;
+            }
+        }
+        changed |= topic::maintain(self)?;
+        if changed {
+            self.store.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a queue's unlocked dead letters on to `target`, then removes
+    /// them: at least once (a crash in between sends them again).
+    async fn forward_dead_letters(&self, queue: &Queue, target: &str) -> Result<bool, BrokerError> {
+        let pending = self.peek(&EntityPath::dead_letter(&queue.name), 0, 100)?;
+        let pending: Vec<PeekedMessage> = pending
+            .into_iter()
+            .filter(|m| m.state != MessageState::Locked)
+            .collect();
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let messages = pending
+            .iter()
+            .map(|m| {
+                let record = &m.record;
+                let mut user_properties = record.user_properties.clone();
+                if let Some(info) = &record.dead_letter {
+                    user_properties.push(("DeadLetterReason".into(), info.reason.clone()));
+                    user_properties.push((
+                        "DeadLetterErrorDescription".into(),
+                        info.description.clone(),
+                    ));
+                }
+                NewMessage {
+                    message_id: Some(record.message_id.clone()),
+                    body: record.body.clone(),
+                    content_type: record.content_type.clone(),
+                    correlation_id: record.correlation_id.clone(),
+                    subject: record.subject.clone(),
+                    user_properties,
+                    scheduled_at_ms: None,
+                    session_id: record.session_id.clone(),
+                    to: record.to.clone(),
+                    reply_to: record.reply_to.clone(),
+                    time_to_live_ms: None,
+                }
+            })
+            .collect();
+        if let Err(e) = self.send(target, messages).await {
+            tracing::warn!(queue = %queue.name, target, error = %e, "cannot forward dead letters yet");
+            return Ok(false);
+        }
+        let mut state = queue.state();
+        for m in &pending {
+            if state
+                .dead_letters
+                .get(m.sequence_number)
+                .is_some_and(|s| s.state(now_ms()) != MessageState::Locked)
+            {
+                self.remove_message(queue, &mut state, true, m.sequence_number)?;
+            }
+        }
+        Ok(true)
+    }
 }
 
 fn exceeded_info(count: u32, record: &MessageRecord) -> DeadLetterInfo {
@@ -895,41 +1505,47 @@ fn exceeded_info(count: u32, record: &MessageRecord) -> DeadLetterInfo {
 fn info(queue: &Queue) -> QueueInfo {
     let state = queue.state();
     let now = now_ms();
-    let (mut locked, mut scheduled) = (0, 0);
+    let (mut locked, mut scheduled, mut deferred) = (0, 0, 0);
     for (_, slot) in state.active.iter() {
         match slot.state(now) {
             MessageState::Locked => locked += 1,
             MessageState::Scheduled => scheduled += 1,
+            MessageState::Deferred => deferred += 1,
             MessageState::Active => {}
         }
     }
     QueueInfo {
         name: queue.name.clone(),
         properties: queue.properties.clone(),
-        active_message_count: state.active.len(),
+        message_count: state.active.len() + state.dead_letters.len(),
+        active_message_count: state.active.len() - scheduled - deferred,
         locked_message_count: locked,
         scheduled_message_count: scheduled,
+        deferred_message_count: deferred,
         dead_letter_message_count: state.dead_letters.len(),
+        transfer_message_count: 0,
+        size_in_bytes: state.size_in_bytes,
+        created_at_ms: queue.created_at_ms,
     }
 }
 
 /// Rebuilds a queue's index from the store.
-fn load_state(store: &Store, name: &str, now: i64) -> Result<QueueState, BrokerError> {
-    let mut state = QueueState {
-        next_sequence: 1,
-        active: Index::default(),
-        dead_letters: Index::default(),
-        deleted: false,
-    };
+fn load_state(
+    store: &Store,
+    name: &str,
+    properties: &QueueProperties,
+    now: i64,
+) -> Result<QueueState, BrokerError> {
+    let mut state = QueueState::new(properties);
     if let Some(bytes) = store
         .messages()
         .get(key_prefix(name, TAG_NEXT_SEQUENCE))
         .map_err(StoreError::from)?
     {
-        let raw: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt {
-            tree: TREE,
-            detail: format!("next sequence number of `{name}` is not 8 bytes"),
-        })?;
+        let raw: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt(format!("next sequence number of `{name}` is not 8 bytes")))?;
         state.next_sequence = SequenceNumber::from_be_bytes(raw);
     }
     for (tag, dead_letter) in [(TAG_ACTIVE, false), (TAG_DEAD_LETTER, true)] {
@@ -938,19 +1554,39 @@ fn load_state(store: &Store, name: &str, now: i64) -> Result<QueueState, BrokerE
             let (key, bytes) = entry.map_err(StoreError::from)?;
             let raw: [u8; 8] = key[prefix.len()..]
                 .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    tree: TREE,
-                    detail: format!("bad message key in `{name}`"),
-                })?;
+                .map_err(|_| corrupt(format!("bad message key in `{name}`")))?;
             let seq = SequenceNumber::from_be_bytes(raw);
             let record: MessageRecord = store::decode(TREE, &bytes)?;
-            let visible_at = if dead_letter { 0 } else { record.visible_at_ms };
+            state.size_in_bytes += record.body.len() as u64;
             state
                 .index(dead_letter)
-                .insert(seq, record.delivery_count, visible_at, now);
+                .insert(seq, new_slot(&record, dead_letter), now);
             // Never hand out a sequence number twice, even if the counter lagged.
             state.next_sequence = state.next_sequence.max(seq + 1);
         }
     }
+    load_dedup(store, name, &mut state.dedup)?;
     Ok(state)
+}
+
+/// Reloads remembered message ids (duplicate detection) of an entity.
+fn load_dedup(store: &Store, entity: &str, dedup: &mut Dedup) -> Result<(), BrokerError> {
+    let prefix = key_prefix(entity, TAG_DEDUP);
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    for entry in store.messages().scan_prefix(&prefix) {
+        let (key, value) = entry.map_err(StoreError::from)?;
+        let raw: [u8; 8] = value
+            .as_ref()
+            .try_into()
+            .map_err(|_| corrupt(format!("bad duplicate-detection entry in `{entity}`")))?;
+        seen.push((
+            i64::from_be_bytes(raw),
+            String::from_utf8_lossy(&key[prefix.len()..]).into_owned(),
+        ));
+    }
+    seen.sort();
+    for (at, id) in seen {
+        dedup.remember(&id, at);
+    }
+    Ok(())
 }

@@ -21,7 +21,7 @@ impl Host for HostContext {
                 .or_else(|| self.correlation_id.clone()),
             subject: message.subject,
             user_properties: message.user_properties,
-            scheduled_at_ms: None,
+            ..NewMessage::default()
         };
         match self.broker.send(&queue, vec![message]).await {
             Ok(seqs) => Ok(seqs.first().copied().unwrap_or_default()),

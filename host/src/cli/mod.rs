@@ -5,6 +5,7 @@
 //! `SLUICE_URL`, default `http://127.0.0.1:7070`).
 
 mod build;
+mod bus;
 mod client;
 mod deploy;
 mod function;
@@ -44,9 +45,12 @@ enum Command {
     /// Create, list and inspect queues and their dead letters.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
-    /// Create and list topics and subscribe to them.
+    /// Create and list Event Grid topics and subscribe to them.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// Service Bus topics, subscriptions and filter rules.
+    #[command(subcommand)]
+    Bus(bus::BusCommand),
     /// Publish an event to a topic.
     Publish(publish::PublishCommand),
     /// Send a message to a queue.
@@ -64,6 +68,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Function(cmd) => cmd.run(&client?).await,
         Command::Queue(cmd) => cmd.run(&client?).await,
         Command::Topic(cmd) => cmd.run(&client?).await,
+        Command::Bus(cmd) => cmd.run(&client?).await,
         Command::Publish(cmd) => cmd.run(&client?).await,
         Command::Send(cmd) => cmd.run(&client?).await,
     }

@@ -12,12 +12,8 @@ pub(crate) enum QueueCommand {
     Create {
         /// The queue's name.
         name: String,
-        /// Deliveries before a message is dead-lettered.
-        #[arg(long)]
-        max_delivery_count: Option<u32>,
-        /// Peek-lock duration in seconds.
-        #[arg(long)]
-        lock_duration_secs: Option<u64>,
+        #[command(flatten)]
+        options: QueueOptions,
     },
     /// List queues with their message counts.
     List,
@@ -47,6 +43,14 @@ pub(crate) enum QueueCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move dead-lettered messages back into the queue.
+    Resubmit {
+        /// The queue.
+        queue: String,
+        /// Most messages to move (default: all).
+        #[arg(long)]
+        max: Option<usize>,
+    },
     /// Delete a queue and its messages.
     Delete {
         /// The queue's name.
@@ -57,21 +61,18 @@ pub(crate) enum QueueCommand {
 impl QueueCommand {
     pub(crate) async fn run(self, client: &Client) -> anyhow::Result<()> {
         match self {
-            QueueCommand::Create {
-                name,
-                max_delivery_count,
-                lock_duration_secs,
-            } => {
-                let mut props = serde_json::Map::new();
-                if let Some(n) = max_delivery_count {
-                    props.insert("maxDeliveryCount".into(), json!(n));
-                }
-                if let Some(n) = lock_duration_secs {
-                    props.insert("lockDurationSecs".into(), json!(n));
-                }
+            QueueCommand::Create { name, options } => {
                 let request = client
                     .request(Method::PUT, &format!("/api/queues/{}", entity_path(&name)))
-                    .json(&Value::Object(props));
+                    .json(&options.to_json());
+                print_json(&client.json(request).await?);
+            }
+            QueueCommand::Resubmit { queue, max } => {
+                let mut query = vec![("queue", queue)];
+                if let Some(max) = max {
+                    query.push(("max", max.to_string()));
+                }
+                let request = client.request(Method::POST, "/api/resubmit").query(&query);
                 print_json(&client.json(request).await?);
             }
             QueueCommand::List => print_json(
@@ -101,6 +102,65 @@ impl QueueCommand {
             }
         }
         Ok(())
+    }
+}
+
+/// Queue options shared by `queue create` and `bus subscribe`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct QueueOptions {
+    /// Deliveries before a message is dead-lettered (default 10).
+    #[arg(long)]
+    max_delivery_count: Option<u32>,
+    /// Peek-lock duration in seconds (default 60, max 300).
+    #[arg(long)]
+    lock_duration_secs: Option<u64>,
+    /// Time-to-live of messages that set none, in seconds.
+    #[arg(long)]
+    ttl_secs: Option<u64>,
+    /// Dead-letter expired messages (reason TTLExpiredException) instead of dropping them.
+    #[arg(long)]
+    dead_letter_on_expiration: bool,
+    /// Drop messages whose MessageId was seen within this many seconds.
+    #[arg(long)]
+    duplicate_detection_secs: Option<u64>,
+    /// Require a SessionId on every message; deliver FIFO per session.
+    #[arg(long)]
+    requires_session: bool,
+    /// Forward every message to this queue.
+    #[arg(long)]
+    forward_to: Option<String>,
+    /// Forward dead-lettered messages to this queue.
+    #[arg(long)]
+    forward_dead_letters_to: Option<String>,
+}
+
+impl QueueOptions {
+    pub(crate) fn to_json(&self) -> Value {
+        let mut props = serde_json::Map::new();
+        let mut set = |name: &str, value: Value| {
+            if !value.is_null() {
+                props.insert(name.into(), value);
+            }
+        };
+        set("maxDeliveryCount", json!(self.max_delivery_count));
+        set("lockDurationSecs", json!(self.lock_duration_secs));
+        set("defaultMessageTimeToLiveSecs", json!(self.ttl_secs));
+        set("forwardTo", json!(self.forward_to));
+        set(
+            "forwardDeadLetteredMessagesTo",
+            json!(self.forward_dead_letters_to),
+        );
+        if self.dead_letter_on_expiration {
+            set("deadLetteringOnMessageExpiration", json!(true));
+        }
+        if let Some(secs) = self.duplicate_detection_secs {
+            set("requiresDuplicateDetection", json!(true));
+            set("duplicateDetectionHistoryTimeWindowSecs", json!(secs));
+        }
+        if self.requires_session {
+            set("requiresSession", json!(true));
+        }
+        Value::Object(props)
     }
 }
 

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::client::{Client, entity_path};
+use crate::clock;
 
 /// Send a message to a queue.
 #[derive(Debug, Args)]
@@ -29,6 +30,15 @@ pub(crate) struct SendCommand {
     /// The label / subject.
     #[arg(long)]
     subject: Option<String>,
+    /// The session id (session-enabled queues).
+    #[arg(long)]
+    session_id: Option<String>,
+    /// Time-to-live in seconds.
+    #[arg(long)]
+    ttl_secs: Option<f64>,
+    /// Deliver no earlier than this many seconds from now.
+    #[arg(long)]
+    delay_secs: Option<u64>,
     /// The body's media type.
     #[arg(long, default_value = "application/json")]
     content_type: String,
@@ -52,10 +62,17 @@ impl SendCommand {
             }
             (None, None) => anyhow::bail!("give --body or --file"),
         };
+        let scheduled = self.delay_secs.map(|secs| {
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2000);
+            clock::to_rfc3339(clock::now_ms().saturating_add(secs.saturating_mul(1000)))
+        });
         let broker = json!({
             "MessageId": self.message_id,
             "CorrelationId": self.correlation_id,
             "Label": self.subject,
+            "SessionId": self.session_id,
+            "TimeToLive": self.ttl_secs,
+            "ScheduledEnqueueTimeUtc": scheduled,
         });
         let mut request = client
             .request(

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::broker::{Broker, DeadLetterInfo, EntityPath, NewMessage, ReceiveMode, ReceivedMessage};
+use crate::broker::{
+    Broker, DeadLetterInfo, EntityPath, NewMessage, ReceiveMode, ReceivedMessage, SessionLockInfo,
+};
 use crate::capability::HostContext;
 use crate::clock;
 use crate::events::{Destination, Event, Events, RetryPolicy, Subscription, schema};
@@ -29,6 +31,8 @@ use crate::runtime::{Input, Outcome};
 
 /// How long one receive call waits before a worker looks around again.
 const RECEIVE_WAIT: Duration = Duration::from_secs(5);
+/// How long a session with no new messages is kept before it is released.
+const SESSION_IDLE: Duration = Duration::from_secs(1);
 /// Pause after a failed receive (queue deleted, store trouble).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Event Grid's dead-letter reason after the last attempt.
@@ -172,6 +176,13 @@ impl Dispatcher {
 
     async fn run_worker(self: Arc<Self>, key: WorkerKey) {
         let path = EntityPath::active(&key.queue());
+        let sessions = self
+            .broker
+            .queue_info(&path.queue)
+            .is_ok_and(|q| q.properties.requires_session);
+        if sessions {
+            return self.run_session_worker(key).await;
+        }
         loop {
             let permit = match key.function() {
                 Some(name) => match self.functions.get(name) {
@@ -206,6 +217,66 @@ impl Dispatcher {
                     tokio::time::sleep(ERROR_PAUSE).await;
                 }
             }
+        }
+    }
+
+    /// A queue trigger on a session-enabled queue: each accepted session is
+    /// drained in order by one invocation at a time, sessions in parallel
+    /// up to the function's concurrency.
+    async fn run_session_worker(self: Arc<Self>, key: WorkerKey) {
+        let queue = key.queue();
+        loop {
+            let Some(function) = key.function().and_then(|name| self.functions.get(name)) else {
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            };
+            let Ok(permit) = function.concurrency.clone().acquire_owned().await else {
+                continue;
+            };
+            match self.broker.accept_session(&queue, None, RECEIVE_WAIT).await {
+                Ok(Some(session)) => {
+                    let this = self.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        this.drain_session(&key, session).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "session trigger cannot accept a session");
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    async fn drain_session(&self, key: &WorkerKey, session: SessionLockInfo) {
+        let queue = key.queue();
+        let (id, token) = (session.session_id.as_str(), session.lock_token);
+        loop {
+            // Each message renews the session lock, so a long session keeps it.
+            if let Err(e) = self.broker.renew_session_lock(&queue, id, token) {
+                tracing::warn!(queue, session = id, error = %e, "session lock lost");
+                return;
+            }
+            match self
+                .broker
+                .receive_from_session(&queue, id, token, ReceiveMode::PeekLock, 1, SESSION_IDLE)
+                .await
+            {
+                Ok(mut messages) => match messages.pop() {
+                    Some(message) => self.deliver(key, message).await,
+                    None => break,
+                },
+                Err(e) => {
+                    tracing::warn!(queue, session = id, error = %e, "session receive failed");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.broker.release_session(&queue, id, token) {
+            tracing::debug!(queue, session = id, error = %e, "session already released");
         }
     }
 
@@ -290,7 +361,7 @@ impl Dispatcher {
             correlation_id,
             subject: event.subject.clone(),
             user_properties: vec![("aeg-event-type".into(), event.event_type.clone())],
-            scheduled_at_ms: None,
+            ..NewMessage::default()
         };
         match self.broker.send(queue, vec![message]).await {
             Ok(_) => Ok(Outcome::Complete),
@@ -414,13 +485,13 @@ impl Dispatcher {
                             * self.settings.retry_time_scale;
                         let delay = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
                         self.broker
-                            .abandon(path, seq, lock.token, Some(&reason), delay)
+                            .abandon(path, seq, lock.token, Some(&reason), delay, &[])
                             .await
                             .map(|_| ())
                     }
                     None => self
                         .broker
-                        .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO)
+                        .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
                         .await
                         .map(|_| ()),
                 }
