@@ -32,8 +32,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 cat "$work/serve.out"
-export SLUICE_URL
+export SLUICE_URL SLUICE_DATA_DIR
 SLUICE_URL="$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)"
+# The CLI signs its requests with the root key `serve` wrote into the data directory.
+SLUICE_DATA_DIR="$work/db"
 
 step "creating topics and queues"
 "$sluice" topic create orders >/dev/null

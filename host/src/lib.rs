@@ -17,12 +17,16 @@
 //! - [`capability`]: what guests may call (log, publish, send).
 //! - [`functions`]: deployed functions, precompiled and stored.
 //! - [`dispatch`]: triggers that drain queues into handlers and settle.
+//! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
+//!   keeps the policies durably.
 //! - [`api`]: the HTTP front door (management, Service Bus REST, Event Grid publish).
 //! - [`cli`]: the `sluice` command; [`build`] compiles handler crates.
 //!
 //! [`Sluice`] ties the services together; [`Sluice::open`] is where a host starts.
 
+pub mod access;
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod build;
 pub mod capability;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::access::Access;
 use crate::broker::{Broker, BrokerError};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::events::{Destination, Events, EventsError, Filter, Subscription, SubscriptionSpec};
@@ -53,6 +54,8 @@ pub struct Sluice {
     pub functions: Arc<Functions>,
     /// Triggers.
     pub dispatcher: Arc<Dispatcher>,
+    /// Shared access policies.
+    pub access: Arc<Access>,
 }
 
 impl Sluice {
@@ -63,6 +66,11 @@ impl Sluice {
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let store = Store::open(&config.data_dir, config.durability)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+        let access = Arc::new(
+            Access::open(store.clone())
+                .await
+                .context("loading access policies")?,
+        );
         let broker = Arc::new(Broker::open(store.clone()).context("loading queues")?);
         let events =
             Arc::new(Events::open(store.clone(), broker.clone()).context("loading topics")?);
@@ -86,6 +94,7 @@ impl Sluice {
             events,
             functions,
             dispatcher,
+            access,
         }))
     }
 

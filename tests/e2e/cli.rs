@@ -6,6 +6,7 @@ use crate::support::{Host, SLUICE};
 
 fn sluice(host: &Host, args: &[&str]) -> String {
     let output = Command::new(SLUICE)
+        .env("SLUICE_CONNECTION_STRING", host.connection_string())
         .arg("--url")
         .arg(&host.url)
         .args(args)
@@ -84,6 +85,7 @@ async fn cli_creates_entities_sends_publishes_and_peeks() {
     assert!(dead.contains("0 message(s)"), "{dead}");
 
     let output = Command::new(SLUICE)
+        .env("SLUICE_CONNECTION_STRING", host.connection_string())
         .args(["--url", &host.url, "send", "nowhere", "--body", "x"])
         .output()
         .expect("run");

@@ -68,7 +68,40 @@ impl Host {
             http: reqwest::Client::new(),
         };
         host.spawn();
+        host.http = host.signed_client();
         host
+    }
+
+    /// The root connection string `sluice serve` wrote beside its data.
+    pub(crate) fn connection_string(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("db").join("connection-string"))
+            .expect("serve writes the connection string")
+            .trim()
+            .to_string()
+    }
+
+    /// A namespace-wide SAS token for this host, made by `sluice sas token`.
+    pub(crate) fn token(&self) -> String {
+        let output = Command::new(SLUICE)
+            .args(["sas", "token", "--url", &self.url, "--ttl-secs", "86400"])
+            .args(["--connection-string", &self.connection_string()])
+            .output()
+            .expect("run sluice sas token");
+        assert!(output.status.success(), "sluice sas token failed");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// An HTTP client that sends the root token with every request.
+    fn signed_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            self.token().parse().expect("a header value"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("HTTP client")
     }
 
     fn spawn(&mut self) {

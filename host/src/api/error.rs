@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode, header};
 
+use crate::access::AccessError;
 use crate::broker::BrokerError;
 use crate::broker::topic::TopicError;
 use crate::events::EventsError;
@@ -120,6 +121,18 @@ fn store_error(e: &StoreError) -> ApiError {
         "StoreUnavailable",
         e.to_string(),
     )
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        let message = e.to_string();
+        match &e {
+            AccessError::NotFound(_) => ApiError::not_found(message),
+            AccessError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "Conflict", message),
+            AccessError::Invalid(_) => ApiError::bad_request(message),
+            AccessError::Store(s) => store_error(s),
+        }
+    }
 }
 
 impl From<BrokerError> for ApiError {

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiRequest, ApiResult, empty, json};
 use super::{bus_topics, data};
+use crate::auth::{Policy, PolicyScope, Right, sas};
 use crate::broker::{EntityPath, QueueProperties};
 use crate::events::SubscriptionSpec;
 use crate::functions::{FunctionLimits, Trigger};
@@ -70,6 +71,16 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             let rest = rest.to_vec();
             bus_topics::route(sluice, &rest, request).await
         }
+        (Some("policies"), []) if method == Method::GET => {
+            let policies: Vec<_> = sluice
+                .access
+                .policies()
+                .iter()
+                .map(|p| json!({ "name": p.name, "rights": p.rights, "scope": p.scope }))
+                .collect();
+            json(StatusCode::OK, &policies)
+        }
+        (Some("policies"), [name]) => policy(sluice, name, request).await,
         (Some("topics"), [name]) => topic(sluice, name, request).await,
         (Some("topics"), [topic, subs]) if subs == "subscriptions" && method == Method::GET => {
             json(StatusCode::OK, &sluice.events.subscriptions(topic)?)
@@ -77,9 +88,13 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         (Some("topics"), [topic, subs, name]) if subs == "subscriptions" => {
             subscription(sluice, topic, name, request).await
         }
-        (Some("functions" | "queues" | "topics" | "messages" | "sessions" | "servicebus"), _) => {
-            Err(ApiError::method_not_allowed(&method, &path))
-        }
+        (
+            Some(
+                "functions" | "queues" | "topics" | "messages" | "sessions" | "servicebus"
+                | "policies",
+            ),
+            _,
+        ) => Err(ApiError::method_not_allowed(&method, &path)),
         _ => Err(ApiError::not_found(format!(
             "no such endpoint: {path}; the management API has /api/functions, /api/queues, /api/messages and /api/topics"
         ))),
@@ -189,6 +204,54 @@ fn peek(sluice: &Sluice, entity: &EntityPath, request: &ApiRequest) -> ApiResult
         .map(|m| data::message_view(m.sequence_number, Some(m.state), &m.record, None))
         .collect();
     json(StatusCode::OK, &messages)
+}
+
+async fn policy(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
+    let scope = match request.query.get("entity") {
+        Some(entity) => PolicyScope::Entity(entity.trim_matches('/').to_string()),
+        None => PolicyScope::Namespace,
+    };
+    match request.method {
+        Method::PUT => {
+            let rights = request
+                .query
+                .get("rights")
+                .ok_or_else(|| {
+                    ApiError::bad_request("give `?rights=Send,Listen,Manage` (any of them)")
+                })?
+                .split(',')
+                .map(|r| match r.trim().to_ascii_lowercase().as_str() {
+                    "send" => Ok(Right::Send),
+                    "listen" => Ok(Right::Listen),
+                    "manage" => Ok(Right::Manage),
+                    other => Err(ApiError::bad_request(format!(
+                        "unknown right `{other}`; use Send, Listen or Manage"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let policy = sluice
+                .access
+                .add(Policy::generate(name, &rights, scope))
+                .await?;
+            let endpoint = format!("sb://{}/", request.host());
+            json(
+                StatusCode::CREATED,
+                &json!({
+                    "name": policy.name,
+                    "rights": policy.rights,
+                    "scope": policy.scope,
+                    "primaryKey": policy.primary_key,
+                    "secondaryKey": policy.secondary_key,
+                    "connectionString": sas::connection_string(&endpoint, &policy),
+                }),
+            )
+        }
+        Method::DELETE => {
+            sluice.access.remove(name, &scope).await?;
+            empty(StatusCode::OK)
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
+    }
 }
 
 async fn topic(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {

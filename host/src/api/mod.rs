@@ -10,6 +10,7 @@
 //! This is the only module that knows HTTP. Handlers return
 //! `Result<Response, ApiError>`; errors become responses ([`error`]).
 
+mod authorize;
 mod bus_topics;
 mod data;
 pub mod error;
@@ -167,6 +168,10 @@ fn parse(request: Request<Incoming>) -> ApiRequest {
 
 async fn route(sluice: Arc<Sluice>, request: ApiRequest) -> ApiResult {
     let first = request.segments.first().map(|s| s.to_ascii_lowercase());
+    let service_bus = !matches!(first.as_deref(), None | Some("health" | "api" | "topics"));
+    if let Err(e) = authorize::authorize(&sluice, &request) {
+        return Err(if service_bus { e.xml() } else { e });
+    }
     match first.as_deref() {
         None => Err(ApiError::not_found(
             "nothing here; see /api/queues, /api/topics or /api/functions",

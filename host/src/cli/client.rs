@@ -4,18 +4,44 @@ use anyhow::{Context, bail};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
+use crate::auth::sas::{ConnectionString, parse_connection_string};
+use crate::clock;
+
 pub(crate) struct Client {
     base: String,
     http: reqwest::Client,
+    credentials: Option<ConnectionString>,
+}
+
+/// How long the tokens the CLI mints stay valid.
+const TOKEN_TTL_SECS: i64 = 3600;
+
+/// The connection string `sluice serve` wrote into the data directory
+/// (`$SLUICE_DATA_DIR`, default `sluice-data`), if any.
+pub(crate) fn local_connection_string() -> Option<String> {
+    let dir = std::env::var_os("SLUICE_DATA_DIR").unwrap_or_else(|| "sluice-data".into());
+    std::fs::read_to_string(super::serve::connection_string_file(std::path::Path::new(
+        &dir,
+    )))
+    .ok()
 }
 
 impl Client {
-    pub(crate) fn new(base: &str) -> anyhow::Result<Client> {
+    /// A client of the host at `base`, signing requests with
+    /// `connection_string`, else with [`local_connection_string`].
+    pub(crate) fn new(base: &str, connection_string: Option<&str>) -> anyhow::Result<Client> {
+        let text = connection_string
+            .map(str::to_string)
+            .or_else(local_connection_string);
+        let credentials = text
+            .map(|t| parse_connection_string(t.trim()).context("reading the connection string"))
+            .transpose()?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .build()
                 .context("creating the HTTP client")?,
+            credentials,
         })
     }
 
@@ -23,8 +49,20 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// A request, signed when the client has credentials.
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, self.url(path))
+        let request = self.http.request(method, self.url(path));
+        match &self.credentials {
+            // A namespace-wide token: the host authorises by path prefix.
+            Some(credentials) => {
+                let expiry = clock::now_ms() / 1000 + TOKEN_TTL_SECS;
+                request.header(
+                    "authorization",
+                    credentials.sas_token(&format!("{}/", self.base), expiry),
+                )
+            }
+            None => request,
+        }
     }
 
     /// Sends, and turns a non-success answer into an error with the host's message.

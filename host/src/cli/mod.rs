@@ -11,6 +11,7 @@ mod deploy;
 mod function;
 mod publish;
 mod queue;
+mod sas;
 mod send;
 mod serve;
 mod topic;
@@ -27,6 +28,15 @@ pub struct Cli {
     /// The host to talk to (client commands).
     #[arg(long, global = true, env = "SLUICE_URL", default_value = DEFAULT_URL)]
     url: String,
+    /// Credentials for client commands (default: the one `sluice serve` wrote
+    /// into `$SLUICE_DATA_DIR`, else `sluice-data`).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    connection_string: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,12 +65,15 @@ enum Command {
     Publish(publish::PublishCommand),
     /// Send a message to a queue.
     Send(send::SendCommand),
+    /// Shared access signatures: tokens and policies.
+    #[command(subcommand)]
+    Sas(sas::SasCommand),
 }
 
 /// Parses the command line and runs it.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let client = client::Client::new(&cli.url);
+    let client = client::Client::new(&cli.url, cli.connection_string.as_deref());
     match cli.command {
         Command::Serve(cmd) => cmd.run().await,
         Command::Build(cmd) => cmd.run().await,
@@ -71,5 +84,9 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bus(cmd) => cmd.run(&client?).await,
         Command::Publish(cmd) => cmd.run(&client?).await,
         Command::Send(cmd) => cmd.run(&client?).await,
+        Command::Sas(cmd) => {
+            cmd.run(&cli.url, cli.connection_string.as_deref(), &client?)
+                .await
+        }
     }
 }

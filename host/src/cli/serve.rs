@@ -58,10 +58,18 @@ impl ServeCommand {
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let addr = listener.local_addr()?;
+        let connection = connection_string_file(&self.data_dir);
+        if let Some(root) = sluice.access.root() {
+            let text = crate::auth::sas::connection_string(&format!("sb://{addr}/"), &root);
+            write_private(&connection, &text)
+                .with_context(|| format!("writing {}", connection.display()))?;
+            eprintln!("connection string ({}): {text}", root.name);
+        }
         // Scripts and tests read this line to find the port.
         println!(
-            "sluice listening on http://{addr} (data in {})",
-            self.data_dir.display()
+            "sluice listening on http://{addr} (data in {}; connection string in {})",
+            self.data_dir.display(),
+            connection.display()
         );
         tracing::info!(%addr, data_dir = %self.data_dir.display(), "host started");
         crate::api::serve(listener, sluice.clone(), shutdown_signal()).await;
@@ -69,6 +77,21 @@ impl ServeCommand {
         sluice.shutdown();
         Ok(())
     }
+}
+
+/// Where `serve` writes the root connection string for local clients.
+pub(crate) fn connection_string_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("connection-string")
+}
+
+/// Writes a secret readable by the owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 async fn shutdown_signal() {
