@@ -92,11 +92,7 @@ impl ApiError {
             ),
             ErrorFormat::Xml => (
                 "application/xml; charset=utf-8",
-                format!(
-                    "<Error><Code>{}</Code><Detail>{}</Detail></Error>",
-                    self.status.as_u16(),
-                    xml_escape(&self.message)
-                ),
+                super::atom::error_xml(self.status.as_u16(), &self.message),
             ),
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -106,12 +102,6 @@ impl ApiError {
         }
         response
     }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 fn store_error(e: &StoreError) -> ApiError {

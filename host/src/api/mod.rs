@@ -5,11 +5,14 @@
 //! | `/api/...`                             | Sluice management (JSON)               | [`management`]  |
 //! | `/topics/{topic}/api/events`           | Event Grid / CloudEvents publish       | [`publish`]     |
 //! | `/{entity}/messages[/head|/{seq}/{lock}]` | Service Bus REST data plane         | [`messaging`]   |
+//! | `/{entity}`, `/$Resources/Queues`, ...  | Service Bus management (Atom XML)      | [`admin`]       |
 //! | `/health`                              | liveness                               | here            |
 //!
 //! This is the only module that knows HTTP. Handlers return
 //! `Result<Response, ApiError>`; errors become responses ([`error`]).
 
+mod admin;
+mod atom;
 mod authorize;
 mod bus_topics;
 mod data;
@@ -181,9 +184,16 @@ async fn route(sluice: Arc<Sluice>, request: ApiRequest) -> ApiResult {
         Some("topics") if publish::is_publish_path(&request.segments) => {
             publish::route(&sluice, request).await
         }
-        _ => messaging::route(&sluice, request)
-            .await
-            .map_err(ApiError::xml),
+        _ if request
+            .segments
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case("messages")) =>
+        {
+            messaging::route(&sluice, request)
+                .await
+                .map_err(ApiError::xml)
+        }
+        _ => admin::route(&sluice, request).await.map_err(ApiError::xml),
     }
 }
 
