@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::Host;
+use crate::support::{Host, settle_path};
 
 /// What azure-servicebus (Python) sends for `create_queue(name, lock_duration=..., ...)`.
 const QUEUE_ENTRY: &str = "<?xml version='1.0' encoding='utf-8'?>\n<ns0:entry xmlns:ns0=\"http://www.w3.org/2005/Atom\" \
@@ -65,11 +65,7 @@ async fn queues_and_topics_are_managed_with_atom_entries_and_show_runtime_counts
         .to_str()
         .expect("location")
         .to_string();
-    let path = location
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .expect("path");
+    let path = settle_path(&location);
     host.http
         .put(host.at(&format!("{path}?disposition=deadletter")))
         .send()

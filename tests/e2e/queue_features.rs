@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Host, PANICS, component};
+use crate::support::{Host, PANICS, component, settle_path};
 
 async fn send_with(host: &Host, entity: &str, body: &str, props: Value) -> StatusCode {
     host.http
@@ -19,32 +19,6 @@ async fn send_with(host: &Host, entity: &str, body: &str, props: Value) -> Statu
         .await
         .expect("send")
         .status()
-}
-
-/// Peek-locks one message; returns (BrokerProperties, settle path, body).
-async fn receive(host: &Host, entity: &str) -> Option<(Value, String, String)> {
-    let r = host
-        .http
-        .post(host.at(&format!("/{entity}/messages/head?timeout=1")))
-        .send()
-        .await
-        .expect("receive");
-    if r.status() == StatusCode::NO_CONTENT {
-        return None;
-    }
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("h")).expect("json");
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    let path = location
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .expect("path");
-    Some((props, path, r.text().await.expect("body")))
 }
 
 #[tokio::test]
@@ -67,7 +41,8 @@ async fn expired_message_is_dead_lettered_with_ttl_expired_exception_when_enable
     let dead = host.wait_for_messages("short/$DeadLetterQueue", 1).await;
     assert_eq!(dead[0]["body"], "stale");
     assert_eq!(dead[0]["deadLetterReason"], "TTLExpiredException");
-    let (_, _, body) = receive(&host, "short")
+    let (_, _, body) = host
+        .receive_locked("short", 1)
         .await
         .expect("the fresh one is still there");
     assert_eq!(body, "fresh");
@@ -103,7 +78,7 @@ async fn scheduled_message_appears_at_its_time_and_can_be_cancelled_before() {
     assert_eq!(peeked.len(), 2);
     assert!(peeked.iter().all(|m| m["state"] == "scheduled"));
     assert!(
-        receive(&host, "later").await.is_none(),
+        host.receive_locked("later", 1).await.is_none(),
         "nothing is visible before its time"
     );
     let r = host
@@ -122,11 +97,11 @@ async fn scheduled_message_appears_at_its_time_and_can_be_cancelled_before() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (props, _, body) = receive(&host, "later").await.expect("visible now");
+    let (props, _, body) = host.receive_locked("later", 1).await.expect("visible now");
     assert_eq!(body, "kept");
     assert!(props["ScheduledEnqueueTimeUtc"].is_string());
     assert!(
-        receive(&host, "later").await.is_none(),
+        host.receive_locked("later", 1).await.is_none(),
         "the cancelled one never comes"
     );
 }
@@ -164,7 +139,7 @@ async fn deferred_message_is_received_only_by_its_sequence_number() {
     host.create_queue("defer", json!({})).await;
     host.send("defer", "later").await;
     host.send("defer", "now").await;
-    let (props, path, _) = receive(&host, "defer").await.expect("first");
+    let (props, path, _) = host.receive_locked("defer", 1).await.expect("first");
     let seq = props["SequenceNumber"].as_u64().expect("seq");
     let r = host
         .http
@@ -174,7 +149,7 @@ async fn deferred_message_is_received_only_by_its_sequence_number() {
         .expect("defer");
     assert_eq!(r.status(), StatusCode::OK);
 
-    let (_, now_path, body) = receive(&host, "defer").await.expect("second");
+    let (_, now_path, body) = host.receive_locked("defer", 1).await.expect("second");
     assert_eq!(body, "now");
     host.http
         .delete(host.at(&now_path))
@@ -182,7 +157,7 @@ async fn deferred_message_is_received_only_by_its_sequence_number() {
         .await
         .expect("complete");
     assert!(
-        receive(&host, "defer").await.is_none(),
+        host.receive_locked("defer", 1).await.is_none(),
         "a deferred message is not delivered by receive"
     );
     assert_eq!(host.peek("defer").await[0]["state"], "deferred");
@@ -202,11 +177,7 @@ async fn deferred_message_is_received_only_by_its_sequence_number() {
         .to_str()
         .expect("location")
         .to_string();
-    let path = location
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .expect("path");
+    let path = settle_path(&location);
     assert_eq!(
         host.http
             .delete(host.at(&path))
@@ -224,7 +195,7 @@ async fn abandon_can_modify_user_properties_and_dead_letter_takes_a_reason() {
     let host = Host::start().await;
     host.create_queue("props", json!({})).await;
     host.send("props", "m").await;
-    let (_, path, _) = receive(&host, "props").await.expect("delivery");
+    let (_, path, _) = host.receive_locked("props", 1).await.expect("delivery");
     let r = host
         .http
         .put(host.at(&path))
@@ -239,7 +210,7 @@ async fn abandon_can_modify_user_properties_and_dead_letter_takes_a_reason() {
         json!({ "attempt": "1", "stage": "retry" })
     );
 
-    let (_, path, _) = receive(&host, "props").await.expect("redelivery");
+    let (_, path, _) = host.receive_locked("props", 1).await.expect("redelivery");
     let r = host
         .http
         .put(host.at(&format!("{path}?disposition=deadletter")))
@@ -331,7 +302,7 @@ async fn forward_to_and_forward_dead_lettered_messages_to_move_messages_on() {
     assert!(host.peek("entry").await.is_empty());
 
     host.send("strict", "poison").await;
-    let (_, path, _) = receive(&host, "strict").await.expect("delivery");
+    let (_, path, _) = host.receive_locked("strict", 1).await.expect("delivery");
     host.http.put(host.at(&path)).send().await.expect("abandon");
     let parked = host.wait_for_messages("parking", 1).await;
     assert_eq!(parked[0]["body"], "poison");
@@ -348,7 +319,7 @@ async fn resubmit_moves_dead_letters_back_as_new_messages() {
     host.create_queue("again", json!({ "maxDeliveryCount": 1 }))
         .await;
     host.send("again", "retry me").await;
-    let (_, path, _) = receive(&host, "again").await.expect("delivery");
+    let (_, path, _) = host.receive_locked("again", 1).await.expect("delivery");
     host.http.put(host.at(&path)).send().await.expect("abandon");
     host.wait_for_messages("again/$DeadLetterQueue", 1).await;
 
@@ -361,7 +332,10 @@ async fn resubmit_moves_dead_letters_back_as_new_messages() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.expect("json")["resubmitted"], 1);
     assert!(host.peek("again/$DeadLetterQueue").await.is_empty());
-    let (props, _, body) = receive(&host, "again").await.expect("back in the queue");
+    let (props, _, body) = host
+        .receive_locked("again", 1)
+        .await
+        .expect("back in the queue");
     assert_eq!(body, "retry me");
     assert_eq!(props["DeliveryCount"], 1);
     assert_eq!(props["SequenceNumber"], 2);
@@ -623,7 +597,8 @@ async fn topic_copies_each_message_to_every_subscription_whose_rules_match() {
     assert!(host.peek("sales/subscriptions/vip").await.is_empty());
 
     // Subscriptions are queues: receive and complete as usual.
-    let (_, path, body) = receive(host, "sales/subscriptions/eu")
+    let (_, path, body) = host
+        .receive_locked("sales/subscriptions/eu", 1)
         .await
         .expect("receive");
     assert_eq!(body, "m1");

@@ -3,34 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::Host;
-
-/// Peek-locks one message; returns (BrokerProperties, Location path, body).
-async fn receive(host: &Host, entity: &str) -> Option<(Value, String, String)> {
-    let r = host
-        .http
-        .post(host.at(&format!("/{entity}/messages/head?timeout=2")))
-        .send()
-        .await
-        .expect("receive");
-    if r.status() == StatusCode::NO_CONTENT {
-        return None;
-    }
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
-            .expect("json");
-    let location = r.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_string();
-    let path = location
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .expect("path in location");
-    Some((props, path, r.text().await.expect("body")))
-}
+use crate::support::{Host, settle_path};
 
 #[tokio::test]
 async fn sent_message_is_received_under_peek_lock_and_completed() {
@@ -84,11 +57,7 @@ async fn sent_message_is_received_under_peek_lock_and_completed() {
     )));
     assert_eq!(r.text().await.expect("body"), r#"{"id":1}"#);
 
-    let path = location
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .expect("path");
+    let path = settle_path(&location);
     let r = host
         .http
         .delete(host.at(&path))
@@ -97,7 +66,7 @@ async fn sent_message_is_received_under_peek_lock_and_completed() {
         .expect("complete");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
-        receive(&host, "orders").await.is_none(),
+        host.receive_locked("orders", 2).await.is_none(),
         "completed messages never come back"
     );
 }
@@ -107,7 +76,10 @@ async fn abandoned_message_is_redelivered_with_incremented_delivery_count() {
     let host = Host::start().await;
     host.create_queue("work", json!({})).await;
     host.send("work", "job").await;
-    let (props, path, _) = receive(&host, "work").await.expect("first delivery");
+    let (props, path, _) = host
+        .receive_locked("work", 2)
+        .await
+        .expect("first delivery");
     assert_eq!(props["DeliveryCount"], 1);
     assert_eq!(
         host.http
@@ -118,7 +90,7 @@ async fn abandoned_message_is_redelivered_with_incremented_delivery_count() {
             .status(),
         StatusCode::OK
     );
-    let (props, _, body) = receive(&host, "work").await.expect("redelivery");
+    let (props, _, body) = host.receive_locked("work", 2).await.expect("redelivery");
     assert_eq!(props["DeliveryCount"], 2);
     assert_eq!(body, "job");
 }
@@ -129,8 +101,12 @@ async fn expired_lock_makes_the_message_available_again() {
     host.create_queue("slow", json!({ "lockDurationSecs": 1 }))
         .await;
     host.send("slow", "job").await;
-    let (_, stale_path, _) = receive(&host, "slow").await.expect("first delivery");
-    let (props, _, _) = receive(&host, "slow")
+    let (_, stale_path, _) = host
+        .receive_locked("slow", 2)
+        .await
+        .expect("first delivery");
+    let (props, _, _) = host
+        .receive_locked("slow", 2)
         .await
         .expect("redelivered after the lock expired");
     assert_eq!(props["DeliveryCount"], 2);
@@ -157,7 +133,7 @@ async fn renewed_lock_keeps_the_message_locked() {
     host.create_queue("renew", json!({ "lockDurationSecs": 2 }))
         .await;
     host.send("renew", "job").await;
-    let (_, path, _) = receive(&host, "renew").await.expect("delivery");
+    let (_, path, _) = host.receive_locked("renew", 2).await.expect("delivery");
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(800)).await;
         assert_eq!(
@@ -199,11 +175,12 @@ async fn message_delivered_max_delivery_count_times_is_dead_lettered() {
         .await;
     host.send("fragile", "poison").await;
     for _ in 0..2 {
-        let (_, path, _) = receive(&host, "fragile").await.expect("delivery");
+        let (_, path, _) = host.receive_locked("fragile", 2).await.expect("delivery");
         host.http.put(host.at(&path)).send().await.expect("abandon");
     }
-    assert!(receive(&host, "fragile").await.is_none());
-    let (props, path, body) = receive(&host, "fragile/$DeadLetterQueue")
+    assert!(host.receive_locked("fragile", 2).await.is_none());
+    let (props, path, body) = host
+        .receive_locked("fragile/$DeadLetterQueue", 2)
         .await
         .expect("dead letter");
     assert_eq!(body, "poison");

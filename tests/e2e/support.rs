@@ -252,6 +252,35 @@ impl Host {
             .expect("send")
     }
 
+    /// Peek-locks one message over the Service Bus REST API, waiting up to
+    /// `timeout_secs`; returns its `BrokerProperties`, the path that settles
+    /// it (from `Location`) and its body, or `None` when none came.
+    pub(crate) async fn receive_locked(
+        &self,
+        entity: &str,
+        timeout_secs: u64,
+    ) -> Option<(Value, String, String)> {
+        let r = self
+            .http
+            .post(self.at(&format!("/{entity}/messages/head?timeout={timeout_secs}")))
+            .send()
+            .await
+            .expect("receive");
+        if r.status() == reqwest::StatusCode::NO_CONTENT {
+            return None;
+        }
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::CREATED,
+            "peek-lock {entity}"
+        );
+        let props: Value =
+            serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
+                .expect("BrokerProperties is JSON");
+        let path = settle_path(r.headers()["location"].to_str().expect("location"));
+        Some((props, path, r.text().await.expect("body")))
+    }
+
     /// Peeks up to 100 messages of an entity (`q` or `q/$DeadLetterQueue`).
     pub(crate) async fn peek(&self, entity: &str) -> Vec<Value> {
         let r = self
@@ -291,6 +320,15 @@ impl Drop for Host {
             let _ = child.wait();
         }
     }
+}
+
+/// The path part of a `Location` URL (`http://host/q/messages/1/token` → `/q/messages/1/token`).
+pub(crate) fn settle_path(location: &str) -> String {
+    location
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .expect("a Location URL with a path")
 }
 
 /// An Event Grid schema event.

@@ -905,29 +905,52 @@ impl Broker {
                             });
                         }
                         ReceiveMode::PeekLock => {
-                            let lock_ms = queue.properties.lock_duration_ms();
-                            let Some((lock, count)) =
-                                state.index(path.dead_letter).lock(seq, lock_ms, now)
-                            else {
-                                continue;
-                            };
-                            record.delivery_count = count;
-                            // Persist the count: after a crash the redelivery
-                            // still counts this attempt.
-                            self.store
-                                .messages()
-                                .insert(key, store::encode(TREE, &record)?)
-                                .map_err(StoreError::from)?;
-                            taken.push(ReceivedMessage {
-                                sequence_number: seq,
-                                lock: Some(lock),
+                            if let Some(message) = self.lock_record(
+                                queue,
+                                &mut state,
+                                path.dead_letter,
+                                seq,
                                 record,
-                            });
+                                now,
+                            )? {
+                                taken.push(message);
+                            }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Locks a message for a receiver and persists its delivery count, so
+    /// that after a crash the redelivery still counts this attempt (caller
+    /// holds the state lock).
+    fn lock_record(
+        &self,
+        queue: &Queue,
+        state: &mut QueueState,
+        dead_letter: bool,
+        seq: SequenceNumber,
+        mut record: MessageRecord,
+        now: i64,
+    ) -> Result<Option<ReceivedMessage>, BrokerError> {
+        let lock_ms = queue.properties.lock_duration_ms();
+        let Some((lock, count)) = state.index(dead_letter).lock(seq, lock_ms, now) else {
+            return Ok(None);
+        };
+        record.delivery_count = count;
+        self.store
+            .messages()
+            .insert(
+                message_key(&queue.name, dead_letter, seq),
+                store::encode(TREE, &record)?,
+            )
+            .map_err(StoreError::from)?;
+        Ok(Some(ReceivedMessage {
+            sequence_number: seq,
+            lock: Some(lock),
+            record,
+        }))
     }
 
     /// Handles a message past its time-to-live (caller holds the state lock).
@@ -1192,26 +1215,16 @@ impl Broker {
                 }
             }
             for &seq in seqs {
-                let lock_ms = queue.properties.lock_duration_ms();
-                let Some((lock, count)) = state.index(path.dead_letter).lock(seq, lock_ms, now)
-                else {
-                    continue;
-                };
                 let key = message_key(&queue.name, path.dead_letter, seq);
                 let Some(bytes) = self.store.messages().get(&key).map_err(StoreError::from)? else {
                     continue;
                 };
-                let mut record: MessageRecord = store::decode(TREE, &bytes)?;
-                record.delivery_count = count;
-                self.store
-                    .messages()
-                    .insert(key, store::encode(TREE, &record)?)
-                    .map_err(StoreError::from)?;
-                received.push(ReceivedMessage {
-                    sequence_number: seq,
-                    lock: Some(lock),
-                    record,
-                });
+                let record: MessageRecord = store::decode(TREE, &bytes)?;
+                if let Some(message) =
+                    self.lock_record(&queue, &mut state, path.dead_letter, seq, record, now)?
+                {
+                    received.push(message);
+                }
             }
         }
         self.store.commit().await?;
