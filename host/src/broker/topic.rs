@@ -540,6 +540,27 @@ impl Broker {
             .collect()
     }
 
+    /// Runs `change` on a subscription's rules under the topic's lock; it
+    /// also gets the subscription's path for error messages.
+    fn with_rules<T>(
+        &self,
+        topic: &Topic,
+        subscription: &str,
+        change: impl FnOnce(&mut BTreeMap<String, RuleFilter>, String) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        let mut subs = topic
+            .subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let rules = subs
+            .get_mut(subscription)
+            .ok_or_else(|| TopicError::SubscriptionNotFound {
+                topic: topic.name.clone(),
+                subscription: subscription.to_string(),
+            })?;
+        change(rules, subscription_queue(&topic.name, subscription))
+    }
+
     /// Adds a rule to a subscription (or replaces it when `replace`).
     pub async fn put_rule(
         &self,
@@ -554,18 +575,7 @@ impl Broker {
             .validate()
             .map_err(|e| TopicError::InvalidFilter(e.to_string()))?;
         let topic = self.topic(topic)?;
-        {
-            let mut subs = topic
-                .subscriptions
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            let path = subscription_queue(&topic.name, subscription);
-            let rules =
-                subs.get_mut(subscription)
-                    .ok_or_else(|| TopicError::SubscriptionNotFound {
-                        topic: topic.name.clone(),
-                        subscription: subscription.to_string(),
-                    })?;
+        self.with_rules(&topic, subscription, |rules, path| {
             if !replace && rules.contains_key(rule) {
                 return Err(TopicError::RuleExists {
                     subscription: path,
@@ -581,7 +591,8 @@ impl Broker {
                 )
                 .map_err(StoreError::from)?;
             rules.insert(rule.to_string(), filter.clone());
-        }
+            Ok(())
+        })?;
         self.store.commit().await?;
         Ok(RuleInfo {
             name: rule.to_string(),
@@ -597,18 +608,7 @@ impl Broker {
         rule: &str,
     ) -> Result<(), BrokerError> {
         let topic = self.topic(topic)?;
-        {
-            let mut subs = topic
-                .subscriptions
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            let path = subscription_queue(&topic.name, subscription);
-            let rules =
-                subs.get_mut(subscription)
-                    .ok_or_else(|| TopicError::SubscriptionNotFound {
-                        topic: topic.name.clone(),
-                        subscription: subscription.to_string(),
-                    })?;
+        self.with_rules(&topic, subscription, |rules, path| {
             if rules.remove(rule).is_none() {
                 return Err(TopicError::RuleNotFound {
                     subscription: path,
@@ -620,7 +620,8 @@ impl Broker {
                 .entities()
                 .remove(format!("sbrule/{}/{subscription}/{rule}", topic.name))
                 .map_err(StoreError::from)?;
-        }
+            Ok(())
+        })?;
         self.store.commit().await?;
         Ok(())
     }
