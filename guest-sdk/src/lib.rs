@@ -37,7 +37,8 @@
 //!   error was made with [`Error::dead_letter`], which moves it to the
 //!   dead-letter queue at once.
 //! - **Capabilities**: [`log`] writes structured records into the host's logs,
-//!   [`publish`] publishes events to topics, [`send`] sends messages to queues.
+//!   [`publish`] publishes events to topics, [`send`] sends messages to queues,
+//!   [`receive`] pulls a batch from a queue and settles it (the push model).
 //!   Every capability error is an [`Error`], so `?` just works.
 //! - **Panics** are traps: the invocation fails as a whole (the SDK logs the
 //!   panic message first). Prefer returning an `Err`, which says what to do.
@@ -52,6 +53,7 @@ pub mod log;
 mod message;
 mod outcome;
 pub mod publish;
+pub mod receive;
 pub mod send;
 
 #[doc(hidden)]

@@ -72,7 +72,12 @@ where
     R: IntoOutcome,
 {
     log_panics();
-    let message = Message {
+    to_wit(handler(message_from_wit(message)).into_outcome())
+}
+
+/// The SDK's view of a message the host handed over.
+pub(crate) fn message_from_wit(message: wit::Message) -> Message {
+    Message {
         body: message.body,
         message_id: message.message_id,
         sequence_number: message.sequence_number,
@@ -82,8 +87,7 @@ where
         content_type: message.content_type,
         subject: message.subject,
         user_properties: message.user_properties,
-    };
-    to_wit(handler(message).into_outcome())
+    }
 }
 
 /// The outcome of the export a component does not handle: dead-lettered at
@@ -118,7 +122,7 @@ fn log_panics() {
     }
 }
 
-fn to_wit(outcome: Outcome) -> bindings::Outcome {
+pub(crate) fn to_wit(outcome: Outcome) -> bindings::Outcome {
     match outcome {
         Outcome::Complete => wit::Outcome::Complete,
         Outcome::Abandon(reason) => wit::Outcome::Abandon(reason),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::access::Access;
 use crate::broker::{Broker, BrokerError};
 use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::events::system::{self, PushSettings};
 use crate::events::{Destination, Events, EventsError, Filter, Subscription, SubscriptionSpec};
 use crate::functions::{FunctionError, FunctionLimits, FunctionRecord, Functions, Trigger};
 use crate::runtime::Runtime;
@@ -134,8 +135,10 @@ impl Sluice {
                     ..Filter::default()
                 },
                 retry_policy: Default::default(),
+                event_delivery_schema: None,
             };
-            self.events.put_subscription(topic, name, spec).await?;
+            // A function needs no validation handshake, hence no public URL.
+            self.events.put_subscription(topic, name, spec, "").await?;
         }
         self.dispatcher.reconcile();
         tracing::info!(function = name, version = deployed.record.version, hash = %deployed.record.component_hash, "function deployed");
@@ -170,12 +173,15 @@ impl Sluice {
         }
     }
 
-    /// Creates or replaces an event subscription and starts delivering to it.
+    /// Creates or replaces an event subscription and starts delivering to it
+    /// (a webhook once validated). `public_url` is how clients reach this
+    /// host, for the webhook's validation URL.
     pub async fn put_subscription(
         &self,
         topic: &str,
         name: &str,
         spec: SubscriptionSpec,
+        public_url: &str,
     ) -> Result<(Subscription, bool), EventsError> {
         if let Destination::Queue(queue) = &spec.destination
             && !self.broker.has_queue(queue)
@@ -184,9 +190,24 @@ impl Sluice {
                 queue.clone(),
             )));
         }
-        let result = self.events.put_subscription(topic, name, spec).await?;
+        let result = self
+            .events
+            .put_subscription(topic, name, spec, public_url)
+            .await?;
         self.dispatcher.reconcile();
         Ok(result)
+    }
+
+    /// Completes a webhook's manual validation and starts delivering to it.
+    pub async fn validate_subscription(
+        &self,
+        topic: &str,
+        name: &str,
+        code: &str,
+    ) -> Result<Subscription, EventsError> {
+        let validated = self.events.validate_manually(topic, name, code).await?;
+        self.dispatcher.reconcile();
+        Ok(validated)
     }
 
     /// Deletes an event subscription and its pending deliveries.
@@ -205,6 +226,15 @@ impl Sluice {
         self.events.delete_topic(name).await?;
         self.dispatcher.reconcile();
         Ok(())
+    }
+
+    /// Starts raising the broker's system events (the push model).
+    pub fn start_push_model(&self, settings: PushSettings) {
+        tokio::spawn(system::run(
+            self.events.clone(),
+            self.broker.clone(),
+            settings,
+        ));
     }
 
     /// Stops the triggers and flushes the store.

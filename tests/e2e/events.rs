@@ -1,6 +1,8 @@
-//! Event Grid publishing, fan-out, filters, retries and dead letters over HTTP.
+//! Event Grid publishing, fan-out, filters, topic keys, retries and dead
+//! letters over HTTP.
 
 use serde_json::{Value, json};
+use sluice_host::auth::event_grid::generate_event_grid_token;
 
 use crate::support::{Host, event};
 
@@ -59,7 +61,8 @@ async fn publish_fans_out_to_every_matching_subscription() {
 #[tokio::test]
 async fn cloud_events_in_batch_structured_and_binary_mode_are_accepted() {
     let host = Host::start().await;
-    host.create_topic("ce").await;
+    host.create_topic_with("ce", json!({ "inputSchema": "CloudEventSchemaV1_0" }))
+        .await;
     host.create_queue("sink", json!({})).await;
     host.subscribe_queue("ce", "sink", "sink", json!({})).await;
     let ce = |id: &str| json!({ "specversion": "1.0", "id": id, "source": "/shop", "type": "orders.created", "data": { "id": id } });
@@ -186,5 +189,191 @@ async fn undeliverable_event_is_retried_on_the_schedule_then_dead_lettered() {
     assert!(
         description.contains("queue `pager` does not exist"),
         "{description}"
+    );
+}
+
+#[tokio::test]
+async fn a_topic_accepts_only_its_input_schema() {
+    let host = Host::start().await;
+    host.create_topic("eg").await;
+    host.create_topic_with("ce", json!({ "inputSchema": "CloudEventSchemaV1_0" }))
+        .await;
+    let cloud_event = json!([{ "specversion": "1.0", "id": "1", "source": "/s", "type": "t" }]);
+    let r = host
+        .http
+        .post(host.at("/topics/eg/api/events"))
+        .header(
+            "content-type",
+            "application/cloudevents-batch+json; charset=utf-8",
+        )
+        .body(cloud_event.to_string())
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("EventGridSchema")),
+        "{body}"
+    );
+    let r = host
+        .publish("ce", json!([event("1", "t", "s", json!({}))]))
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = host
+        .put_json("/api/topics/odd", json!({ "inputSchema": "Avro" }))
+        .await;
+    assert_eq!(r.status(), 400);
+}
+
+/// Publishes one event with only this credential header (no SAS); the status.
+async fn publish_with(endpoint: &str, header: &str, value: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{endpoint}?api-version=2018-01-01"))
+        .header(header, value)
+        .header("content-type", "application/json")
+        .body(json!([event("k", "t", "s", json!({}))]).to_string())
+        .send()
+        .await
+        .expect("publish")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn topic_keys_authorise_publishers_and_a_regenerated_key_stops_working() {
+    let host = Host::start().await;
+    host.create_topic("orders").await;
+    let keys: Value = host
+        .http
+        .post(host.at("/api/topics/orders/listKeys"))
+        .send()
+        .await
+        .expect("listKeys")
+        .json()
+        .await
+        .expect("json");
+    let (key1, key2) = (
+        keys["key1"].as_str().expect("key1").to_string(),
+        keys["key2"].as_str().expect("key2").to_string(),
+    );
+    assert_ne!(key1, key2);
+    // A publisher with only the topic key: no SAS token.
+    let endpoint = host.at("/topics/orders/api/events");
+    assert_eq!(publish_with(&endpoint, "aeg-sas-key", &key1).await, 200);
+    assert_eq!(
+        publish_with(&endpoint, "aeg-sas-key", "bm9wZQ==").await,
+        401
+    );
+    let token = generate_event_grid_token(&endpoint, &key2, 4_102_444_800).expect("token");
+    assert_eq!(publish_with(&endpoint, "aeg-sas-token", &token).await, 200);
+    let expired = generate_event_grid_token(&endpoint, &key2, 1_000_000_000).expect("token");
+    assert_eq!(
+        publish_with(&endpoint, "aeg-sas-token", &expired).await,
+        401
+    );
+    let no_credentials = reqwest::Client::new()
+        .post(&endpoint)
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(no_credentials.status(), 401);
+
+    let r = host
+        .http
+        .post(host.at("/api/topics/orders/regenerateKey"))
+        .json(&json!({ "keyName": "key1" }))
+        .send()
+        .await
+        .expect("regenerate");
+    assert_eq!(r.status(), 200);
+    let renewed: Value = r.json().await.expect("json");
+    assert_ne!(renewed["key1"], key1.as_str());
+    assert_eq!(renewed["key2"], key2.as_str());
+    assert_eq!(publish_with(&endpoint, "aeg-sas-key", &key1).await, 401);
+    assert_eq!(publish_with(&endpoint, "aeg-sas-key", &key2).await, 200);
+    let r = host
+        .http
+        .post(host.at("/api/topics/orders/regenerateKey"))
+        .json(&json!({ "keyName": "key3" }))
+        .send()
+        .await
+        .expect("regenerate");
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn advanced_filters_route_events_on_data_fields() {
+    let host = Host::start().await;
+    host.create_topic("shop").await;
+    host.create_queue("big-eu", json!({})).await;
+    host.subscribe_queue(
+        "shop",
+        "big-eu",
+        "big-eu",
+        json!({
+            "advancedFilters": [
+                { "operatorType": "NumberGreaterThan", "key": "data.total", "value": 100 },
+                { "operatorType": "StringIn", "key": "data.region", "values": ["eu", "uk"] },
+                { "operatorType": "StringContains", "key": "subject", "values": ["orders"] },
+            ],
+        }),
+    )
+    .await;
+    let r = host
+        .publish(
+            "shop",
+            json!([
+                event(
+                    "yes",
+                    "orders.created",
+                    "/orders/1",
+                    json!({ "total": 250, "region": "EU" })
+                ),
+                event(
+                    "small",
+                    "orders.created",
+                    "/orders/2",
+                    json!({ "total": 50, "region": "eu" })
+                ),
+                event(
+                    "us",
+                    "orders.created",
+                    "/orders/3",
+                    json!({ "total": 500, "region": "us" })
+                ),
+                event(
+                    "no-total",
+                    "orders.created",
+                    "/orders/4",
+                    json!({ "region": "eu" })
+                ),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let matched = host.wait_for_messages("big-eu", 1).await;
+    assert_eq!(matched[0]["messageId"], "yes");
+
+    let too_many: Vec<Value> = (0..26)
+        .map(|i| json!({ "operatorType": "IsNotNull", "key": format!("data.k{i}") }))
+        .collect();
+    let r = host
+        .put_json(
+            "/api/topics/shop/subscriptions/greedy",
+            json!({ "destination": { "queue": "big-eu" }, "filter": { "advancedFilters": too_many } }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("advancedFilters")),
+        "{body}"
     );
 }

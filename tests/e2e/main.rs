@@ -3,6 +3,7 @@
 //! components built by `sluice build`, real HTTP. See `tests/README.md`.
 
 mod support;
+mod webhook_receiver;
 
 mod admin;
 mod auth;
@@ -12,6 +13,8 @@ mod deploy;
 mod events;
 mod guests;
 mod order_flow;
+mod push_model;
 mod queue_features;
 mod queues;
 mod restart;
+mod webhooks;

@@ -53,6 +53,8 @@ pub(crate) fn component(crate_path: &str) -> PathBuf {
 pub(crate) struct Host {
     child: Option<Child>,
     data: tempfile::TempDir,
+    /// Extra `sluice serve` arguments, kept across restarts.
+    args: Vec<String>,
     pub(crate) url: String,
     pub(crate) http: reqwest::Client,
 }
@@ -60,9 +62,16 @@ pub(crate) struct Host {
 impl Host {
     /// Starts a host on a fresh data directory.
     pub(crate) async fn start() -> Host {
+        Host::start_with(&[]).await
+    }
+
+    /// Starts a host with extra `sluice serve` options, given as name/value
+    /// pairs (e.g. `["--event-retry-time-scale", "0.2"]`).
+    pub(crate) async fn start_with(args: &[&str]) -> Host {
         let data = tempfile::tempdir().expect("temp dir");
         let mut host = Host {
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
             data,
             url: String::new(),
             http: reqwest::Client::new(),
@@ -104,6 +113,26 @@ impl Host {
             .expect("HTTP client")
     }
 
+    /// Test defaults (fast retries and push events) with `args` overriding them.
+    fn serve_options(&self) -> Vec<String> {
+        let mut options: Vec<(String, String)> = [
+            ("--event-retry-time-scale", "0.001"),
+            ("--push-interval-secs", "0.5"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for pair in self.args.chunks(2) {
+            if let [name, value] = pair {
+                match options.iter_mut().find(|(k, _)| k == name) {
+                    Some(slot) => slot.1 = value.clone(),
+                    None => options.push((name.clone(), value.clone())),
+                }
+            }
+        }
+        options.into_iter().flat_map(|(k, v)| [k, v]).collect()
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -111,15 +140,9 @@ impl Host {
             .open(self.data.path().join("host.log"))
             .expect("log file");
         let mut child = Command::new(SLUICE)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--event-retry-time-scale",
-                "0.001",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.data.path().join("db"))
+            .args(self.serve_options())
             .env("SLUICE_LOG", "info,sluice_host=debug")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -157,6 +180,13 @@ impl Host {
         format!("{}{path}", self.url)
     }
 
+    /// GETs a path that answers 200 with JSON.
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.at(path)).send().await.expect("GET");
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("a JSON body")
+    }
+
     pub(crate) async fn put_json(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .put(self.at(path))
@@ -177,12 +207,12 @@ impl Host {
     }
 
     pub(crate) async fn create_topic(&self, name: &str) {
-        let r = self
-            .http
-            .put(self.at(&format!("/api/topics/{name}")))
-            .send()
-            .await
-            .expect("PUT");
+        self.create_topic_with(name, json!({})).await;
+    }
+
+    /// Creates a topic with options, e.g. `{"inputSchema": "CloudEventSchemaV1_0"}`.
+    pub(crate) async fn create_topic_with(&self, name: &str, options: Value) {
+        let r = self.put_json(&format!("/api/topics/{name}"), options).await;
         assert_eq!(
             r.status(),
             201,
@@ -360,3 +390,4 @@ pub(crate) const FULFIL_ORDER: &str = "examples/order-flow/fulfil-order";
 pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
 pub(crate) const PANICS: &str = "tests/guests/panics";
 pub(crate) const BUSY: &str = "tests/guests/busy";
+pub(crate) const DRAIN_BACKLOG: &str = "examples/push-model/drain-backlog";

@@ -13,24 +13,10 @@
 
 use hyper::{Method, StatusCode};
 
-use super::{ApiError, ApiRequest, ApiResult, empty, json};
+use super::{ApiError, ApiRequest, ApiResult, MAX_DEFINITION_BYTES, definition, empty, json};
 use crate::broker::filter::RuleFilter;
 use crate::broker::{QueueProperties, TopicProperties};
 use crate::services::Sluice;
-
-/// Largest definition body.
-const MAX_DEFINITION_BYTES: usize = 64 * 1024;
-
-async fn definition<T: serde::de::DeserializeOwned + Default>(
-    request: ApiRequest,
-    what: &str,
-) -> Result<T, ApiError> {
-    let body = request.body(MAX_DEFINITION_BYTES).await?;
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
-}
 
 pub(super) async fn route(sluice: &Sluice, segments: &[String], request: ApiRequest) -> ApiResult {
     let broker = &sluice.broker;

@@ -173,6 +173,9 @@ impl From<EventsError> for ApiError {
             EventsError::InvalidName { .. }
             | EventsError::InvalidSubscription(_)
             | EventsError::InvalidEvent(_) => ApiError::bad_request(message),
+            EventsError::ValidationFailed { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "WebhookValidationFailed", message)
+            }
             EventsError::Broker(b) => b.into(),
             EventsError::Store(s) => store_error(&s),
         }

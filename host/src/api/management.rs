@@ -8,8 +8,7 @@
 //! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
 //! | `GET /api/queues`, `PUT`/`GET`/`DELETE /api/queues/{name}` | queues (PUT body: properties JSON, optional) |
 //! | `GET /api/messages/{entity}?from=1&max=32`      | peek (e.g. `fulfil/$DeadLetterQueue`) |
-//! | `GET /api/topics`, `PUT`/`GET`/`DELETE /api/topics/{name}` | Event Grid topics        |
-//! | `GET /api/topics/{t}/subscriptions`, `PUT`/`GET`/`DELETE /api/topics/{t}/subscriptions/{s}` | event subscriptions |
+//! | `/api/topics/...`                               | Event Grid topics, keys, subscriptions, dead letters ([`event_grid`]) |
 //! | `/api/servicebus/topics/...`                    | Service Bus topics, subscriptions, rules ([`bus_topics`]) |
 //! | `/api/receive`, `/api/resubmit`, `/api/sessions/...` | data-plane extras ([`data`])   |
 //!
@@ -18,18 +17,15 @@
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use super::{ApiError, ApiRequest, ApiResult, empty, json};
-use super::{bus_topics, data};
+use super::{ApiError, ApiRequest, ApiResult, MAX_DEFINITION_BYTES, empty, json};
+use super::{bus_topics, data, event_grid};
 use crate::auth::{Policy, PolicyScope, Right, sas};
 use crate::broker::{EntityPath, QueueProperties};
-use crate::events::SubscriptionSpec;
 use crate::functions::{FunctionLimits, Trigger};
 use crate::services::Sluice;
 
 /// Largest component upload.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
-/// Largest JSON definition body.
-const MAX_DEFINITION_BYTES: usize = 64 * 1024;
 /// Most messages one peek returns.
 const MAX_PEEK: usize = 1000;
 
@@ -49,17 +45,9 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         (Some("messages"), entity) if !entity.is_empty() && method == Method::GET => {
             peek(sluice, &EntityPath::parse(&entity.join("/")), &request)
         }
-        (Some("topics"), []) if method == Method::GET => {
-            let host = request.host();
-            let topics: Vec<_> = sluice
-                .events
-                .list_topics()
-                .into_iter()
-                .map(|(name, subscriptions)| {
-                    json!({ "name": name, "endpoint": endpoint(&host, &name), "subscriptions": subscriptions })
-                })
-                .collect();
-            json(StatusCode::OK, &topics)
+        (Some("topics"), rest) => {
+            let rest = rest.to_vec();
+            event_grid::route(sluice, &rest, request).await
         }
         (Some("receive"), []) => data::receive(sluice, request).await,
         (Some("resubmit"), []) => data::resubmit(sluice, request).await,
@@ -81,28 +69,13 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             json(StatusCode::OK, &policies)
         }
         (Some("policies"), [name]) => policy(sluice, name, request).await,
-        (Some("topics"), [name]) => topic(sluice, name, request).await,
-        (Some("topics"), [topic, subs]) if subs == "subscriptions" && method == Method::GET => {
-            json(StatusCode::OK, &sluice.events.subscriptions(topic)?)
+        (Some("functions" | "queues" | "messages" | "sessions" | "servicebus" | "policies"), _) => {
+            Err(ApiError::method_not_allowed(&method, &path))
         }
-        (Some("topics"), [topic, subs, name]) if subs == "subscriptions" => {
-            subscription(sluice, topic, name, request).await
-        }
-        (
-            Some(
-                "functions" | "queues" | "topics" | "messages" | "sessions" | "servicebus"
-                | "policies",
-            ),
-            _,
-        ) => Err(ApiError::method_not_allowed(&method, &path)),
         _ => Err(ApiError::not_found(format!(
             "no such endpoint: {path}; the management API has /api/functions, /api/queues, /api/messages and /api/topics"
         ))),
     }
-}
-
-fn endpoint(host: &str, topic: &str) -> String {
-    format!("http://{host}/topics/{topic}/api/events")
 }
 
 async fn function(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
@@ -249,58 +222,6 @@ async fn policy(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
         Method::DELETE => {
             sluice.access.remove(name, &scope).await?;
             empty(StatusCode::OK)
-        }
-        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
-    }
-}
-
-async fn topic(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
-    match request.method {
-        Method::GET => {
-            let subscriptions = sluice.events.subscriptions(name)?;
-            json(
-                StatusCode::OK,
-                &json!({ "name": name, "endpoint": endpoint(&request.host(), name), "subscriptions": subscriptions }),
-            )
-        }
-        Method::PUT => {
-            sluice.events.create_topic(name).await?;
-            json(
-                StatusCode::CREATED,
-                &json!({ "name": name, "endpoint": endpoint(&request.host(), name) }),
-            )
-        }
-        Method::DELETE => {
-            sluice.delete_topic(name).await?;
-            empty(StatusCode::OK)
-        }
-        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
-    }
-}
-
-async fn subscription(sluice: &Sluice, topic: &str, name: &str, request: ApiRequest) -> ApiResult {
-    match request.method {
-        Method::GET => json(StatusCode::OK, &sluice.events.subscription(topic, name)?),
-        Method::DELETE => json(
-            StatusCode::OK,
-            &sluice.delete_subscription(topic, name).await?,
-        ),
-        Method::PUT => {
-            let body = request.body(MAX_DEFINITION_BYTES).await?;
-            let spec: SubscriptionSpec = serde_json::from_slice(&body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "invalid subscription: {e}; expected {{\"destination\": {{\"queue\": \"q\"}} or {{\"function\": \"f\"}}, \"filter\": {{...}}}}"
-                ))
-            })?;
-            let (subscription, created) = sluice.put_subscription(topic, name, spec).await?;
-            json(
-                if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                &subscription,
-            )
         }
         ref method => Err(ApiError::method_not_allowed(method, &request.path)),
     }

@@ -505,7 +505,10 @@ async fn settle(
                             .or(header_description)
                             .unwrap_or_default(),
                     };
-                    sluice.broker.dead_letter(entity, seq, token, info).await?;
+                    sluice
+                        .broker
+                        .dead_letter(entity, seq, token, info, &[])
+                        .await?;
                 }
                 Some(other) => {
                     return Err(ApiError::bad_request(format!(

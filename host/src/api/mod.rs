@@ -4,6 +4,7 @@
 //! |----------------------------------------|----------------------------------------|-----------------|
 //! | `/api/...`                             | Sluice management (JSON)               | [`management`]  |
 //! | `/topics/{topic}/api/events`           | Event Grid / CloudEvents publish       | [`publish`]     |
+//! | `/api/topics/...`                      | Event Grid topics and subscriptions    | [`event_grid`]  |
 //! | `/{entity}/messages[/head|/{seq}/{lock}]` | Service Bus REST data plane         | [`messaging`]   |
 //! | `/{entity}`, `/$Resources/Queues`, ...  | Service Bus management (Atom XML)      | [`admin`]       |
 //! | `/health`                              | liveness                               | here            |
@@ -17,6 +18,7 @@ mod authorize;
 mod bus_topics;
 mod data;
 pub mod error;
+mod event_grid;
 mod management;
 mod messaging;
 mod publish;
@@ -104,6 +106,21 @@ impl ApiRequest {
             }),
         }
     }
+}
+
+/// Largest JSON definition body (entity properties, subscriptions).
+pub(crate) const MAX_DEFINITION_BYTES: usize = 64 * 1024;
+
+/// Reads a JSON definition body; an empty body is `T::default()`.
+pub(crate) async fn definition<T: serde::de::DeserializeOwned + Default>(
+    request: ApiRequest,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = request.body(MAX_DEFINITION_BYTES).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 
 /// A JSON response.

@@ -4,12 +4,13 @@
 //! Grid schema array (`application/json`), CloudEvents in structured mode
 //! (`application/cloudevents+json`, or a batch with
 //! `application/cloudevents-batch+json`) or binary mode (`ce-*` headers).
-//! Answers 200 with an empty body once every delivery is durable.
+//! The topic's input schema decides which of the two it takes (400 for the
+//! other). Answers 200 with an empty body once every delivery is durable.
 
 use hyper::{Method, StatusCode};
 
 use super::{ApiError, ApiRequest, ApiResult, empty};
-use crate::events::schema;
+use crate::events::{EventSchema, schema};
 use crate::services::Sluice;
 
 /// Event Grid's limit for one publish request.
@@ -50,6 +51,25 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             e
         }
     })?;
+    let cloud_events = binary_mode
+        || content_type.starts_with("application/cloudevents")
+        || looks_like_cloud_events(&body);
+    let expected = sluice.events.topic(&topic)?.input_schema;
+    match (expected, cloud_events) {
+        (EventSchema::EventGrid, true) => {
+            return Err(ApiError::bad_request(format!(
+                "topic `{topic}` accepts the Event Grid schema (inputSchema EventGridSchema), not CloudEvents; \
+                 publish an array of Event Grid events or create the topic with inputSchema CloudEventSchemaV1_0"
+            )));
+        }
+        (EventSchema::CloudEvents, false) if content_type.starts_with("application/json") => {
+            return Err(ApiError::bad_request(format!(
+                "topic `{topic}` accepts CloudEvents 1.0 (inputSchema CloudEventSchemaV1_0), not the Event Grid schema; \
+                 send application/cloudevents+json, application/cloudevents-batch+json or binary mode"
+            )));
+        }
+        _ => {}
+    }
     let events = if binary_mode {
         vec![
             schema::parse_binary_cloud_event(&headers, Some(&content_type), &body)
@@ -57,9 +77,7 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         ]
     } else if content_type.starts_with("application/cloudevents-batch+json") {
         schema::parse_cloud_events(&body, true).map_err(|e| ApiError::bad_request(e.0))?
-    } else if content_type.starts_with("application/cloudevents+json")
-        || looks_like_cloud_events(&body)
-    {
+    } else if cloud_events {
         schema::parse_cloud_events(&body, false).map_err(|e| ApiError::bad_request(e.0))?
     } else if content_type.starts_with("application/json") {
         schema::parse_event_grid(&topic, &body).map_err(|e| ApiError::bad_request(e.0))?

@@ -22,6 +22,7 @@
 mod dedup;
 pub mod filter;
 mod index;
+mod listeners;
 pub mod message;
 pub mod session;
 pub mod topic;
@@ -37,6 +38,7 @@ use crate::clock::now_ms;
 use crate::store::{self, Store, StoreError};
 use dedup::Dedup;
 use index::{Index, NewSlot, Next};
+use listeners::Listeners;
 pub use message::{
     DeadLetterInfo, LockToken, MessageLock, MessageRecord, MessageState, NewMessage, PeekedMessage,
     ReceiveMode, ReceivedMessage, SequenceNumber,
@@ -362,6 +364,8 @@ struct Queue {
     state: Mutex<QueueState>,
     /// Woken whenever a message may have become receivable.
     arrivals: Notify,
+    /// Receivers of the queue and of its dead-letter sub-queue.
+    listeners: [Listeners; 2],
 }
 
 struct QueueState {
@@ -493,6 +497,7 @@ impl Broker {
                     created_at_ms: record.created_at_ms,
                     state: Mutex::new(state),
                     arrivals: Notify::new(),
+                    listeners: [Listeners::new(), Listeners::new()],
                 }),
             );
         }
@@ -558,6 +563,7 @@ impl Broker {
                 properties,
                 created_at_ms: record.created_at_ms,
                 arrivals: Notify::new(),
+                listeners: [Listeners::new(), Listeners::new()],
             });
             queues.insert(name.to_string(), queue.clone());
             queue
@@ -616,15 +622,19 @@ impl Broker {
         Ok(())
     }
 
-    /// Every queue with its counts, sorted by name (topic subscriptions included).
-    pub fn list_queues(&self) -> Vec<QueueInfo> {
-        let queues: Vec<Arc<Queue>> = self
-            .queues
+    /// A snapshot of the queues (the map's lock is not held afterwards).
+    fn all_queues(&self) -> Vec<Arc<Queue>> {
+        self.queues
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Every queue with its counts, sorted by name (topic subscriptions included).
+    pub fn list_queues(&self) -> Vec<QueueInfo> {
+        let queues = self.all_queues();
         let mut infos: Vec<QueueInfo> = queues.iter().map(|q| info(q)).collect();
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
@@ -633,6 +643,35 @@ impl Broker {
     /// One queue with its counts.
     pub fn queue_info(&self, name: &str) -> Result<QueueInfo, BrokerError> {
         Ok(info(&*self.queue(name)?))
+    }
+
+    /// Entities holding messages that no receiver has asked for since
+    /// `idle_since_ms` (Unix ms): the queue itself when it has active
+    /// messages, its dead-letter sub-queue when that has any.
+    pub fn unattended(&self, idle_since_ms: i64) -> Vec<(EntityPath, QueueInfo)> {
+        let queues = self.all_queues();
+        let mut out = Vec::new();
+        for queue in queues {
+            let info = info(&queue);
+            let waiting = [
+                info.active_message_count > info.locked_message_count,
+                info.dead_letter_message_count > 0,
+            ];
+            for (dead_letter, has_messages) in [false, true].into_iter().zip(waiting) {
+                let idle = queue.listeners[usize::from(dead_letter)]
+                    .idle_since()
+                    .is_some_and(|since| since <= idle_since_ms);
+                if has_messages && idle {
+                    let path = if dead_letter {
+                        EntityPath::dead_letter(&queue.name)
+                    } else {
+                        EntityPath::active(&queue.name)
+                    };
+                    out.push((path, info.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// Sends messages to a queue or a topic; returns the sequence numbers of
@@ -808,6 +847,7 @@ impl Broker {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let _listening = queue.listeners[usize::from(path.dead_letter)].enter();
         loop {
             // Register for wake-ups before looking, so no arrival is missed.
             let arrival = queue.arrivals.notified();
@@ -1122,16 +1162,7 @@ impl Broker {
                     if let Some(reason) = reason {
                         record.last_error = Some(reason.to_string());
                     }
-                    for (k, v) in modify {
-                        match record
-                            .user_properties
-                            .iter_mut()
-                            .find(|(name, _)| name == k)
-                        {
-                            Some(slot) => slot.1 = v.clone(),
-                            None => record.user_properties.push((k.clone(), v.clone())),
-                        }
-                    }
+                    set_properties(record, modify);
                     record.visible_at_ms = visible_at;
                     record.delivery_count = count;
                 })?;
@@ -1151,17 +1182,24 @@ impl Broker {
         Ok(outcome)
     }
 
-    /// Moves a locked message to the dead-letter sub-queue with a reason.
+    /// Moves a locked message to the dead-letter sub-queue with a reason;
+    /// `modify` sets user properties on it (Service Bus's `propertiesToModify`).
     pub async fn dead_letter(
         &self,
         path: &EntityPath,
         seq: SequenceNumber,
         token: LockToken,
         info: DeadLetterInfo,
+        modify: &[(String, String)],
     ) -> Result<(), BrokerError> {
         let queue = self.queue(&path.queue)?;
         {
             let mut state = self.locked(&queue, path, seq, token)?;
+            if !modify.is_empty() {
+                self.update_record(&queue.name, path.dead_letter, seq, |record| {
+                    set_properties(record, modify);
+                })?;
+            }
             if path.dead_letter {
                 // Already dead-lettered: Service Bus only releases the lock.
                 state.dead_letters.unlock(seq, 0, now_ms());
@@ -1405,13 +1443,7 @@ impl Broker {
     }
 
     async fn maintain(&self) -> Result<(), BrokerError> {
-        let queues: Vec<Arc<Queue>> = self
-            .queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let queues = self.all_queues();
         let mut changed = false;
         for queue in &queues {
             {
@@ -1602,4 +1634,18 @@ fn load_dedup(store: &Store, entity: &str, dedup: &mut Dedup) -> Result<(), Brok
         dedup.remember(&id, at);
     }
     Ok(())
+}
+
+/// Sets (or adds) user properties on a record.
+fn set_properties(record: &mut MessageRecord, modify: &[(String, String)]) {
+    for (k, v) in modify {
+        match record
+            .user_properties
+            .iter_mut()
+            .find(|(name, _)| name == k)
+        {
+            Some(slot) => slot.1 = v.clone(),
+            None => record.user_properties.push((k.clone(), v.clone())),
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 mod log;
 mod publisher;
+mod receiver;
 mod sender;
 
 use std::sync::Arc;

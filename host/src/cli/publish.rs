@@ -1,4 +1,4 @@
-//! `sluice publish`: publish an event (Event Grid schema) to a topic.
+//! `sluice publish`: publish an event (Event Grid schema or CloudEvents) to a topic.
 
 use std::path::PathBuf;
 
@@ -27,9 +27,12 @@ pub(crate) struct PublishCommand {
     /// The event id (generated when absent).
     #[arg(long)]
     id: Option<String>,
-    /// Publish this file's JSON array of Event Grid events instead.
+    /// Publish this file's JSON array of events instead.
     #[arg(long, conflicts_with_all = ["event_type", "id"])]
     file: Option<PathBuf>,
+    /// Send CloudEvents 1.0 (for topics with input schema CloudEventSchemaV1_0).
+    #[arg(long)]
+    cloud_events: bool,
 }
 
 impl PublishCommand {
@@ -41,14 +44,33 @@ impl PublishCommand {
             None => {
                 let data: Value =
                     serde_json::from_str(&self.data).context("--data must be JSON")?;
-                let event = json!([{
-                    "id": self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                    "eventType": self.event_type,
-                    "subject": self.subject.clone().or_else(|| self.event_type.clone()),
-                    "eventTime": clock::to_rfc3339(clock::now_ms()),
-                    "data": data,
-                    "dataVersion": "1.0",
-                }]);
+                let id = self
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let subject = self.subject.clone().or_else(|| self.event_type.clone());
+                let time = clock::to_rfc3339(clock::now_ms());
+                let event = if self.cloud_events {
+                    json!([{
+                        "specversion": "1.0",
+                        "id": id,
+                        "source": "/sluice/cli",
+                        "type": self.event_type,
+                        "subject": subject,
+                        "time": time,
+                        "datacontenttype": "application/json",
+                        "data": data,
+                    }])
+                } else {
+                    json!([{
+                        "id": id,
+                        "eventType": self.event_type,
+                        "subject": subject,
+                        "eventTime": time,
+                        "data": data,
+                        "dataVersion": "1.0",
+                    }])
+                };
                 serde_json::to_vec(&event)?
             }
         };
@@ -58,7 +80,14 @@ impl PublishCommand {
                 &format!("/topics/{}/api/events", segment(&self.topic)),
             )
             .query(&[("api-version", "2018-01-01")])
-            .header("content-type", "application/json")
+            .header(
+                "content-type",
+                if self.cloud_events {
+                    "application/cloudevents-batch+json; charset=utf-8"
+                } else {
+                    "application/json"
+                },
+            )
             .body(body);
         client.send(request).await?;
         println!("published to {}", self.topic);

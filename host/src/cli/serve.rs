@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::dispatch::DispatchSettings;
+use crate::events::system::PushSettings;
 use crate::services::{Sluice, SluiceConfig};
 use crate::store::Durability;
 use crate::telemetry;
@@ -26,6 +27,13 @@ pub(crate) struct ServeCommand {
     /// Multiplies Event Grid's retry schedule (10 s, 30 s, 1 min, ...); tests use a small value.
     #[arg(long, env = "SLUICE_EVENT_RETRY_TIME_SCALE", default_value_t = 1.0)]
     event_retry_time_scale: f64,
+    /// Push model: seconds an entity's messages wait unattended before a
+    /// `...MessagesAvailableWithNoListeners` event, and the least time between two.
+    #[arg(long, env = "SLUICE_PUSH_INTERVAL_SECS", default_value_t = 120.0)]
+    push_interval_secs: f64,
+    /// The namespace name system events carry.
+    #[arg(long, env = "SLUICE_NAMESPACE", default_value = "sluice")]
+    namespace: String,
 }
 
 fn parse_durability(text: &str) -> Result<Durability, String> {
@@ -46,6 +54,10 @@ impl ServeCommand {
         if !(self.event_retry_time_scale.is_finite() && self.event_retry_time_scale >= 0.0) {
             anyhow::bail!("--event-retry-time-scale must be a non-negative number");
         }
+        let push_interval = std::time::Duration::try_from_secs_f64(self.push_interval_secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--push-interval-secs must be a positive number")?;
         let config = SluiceConfig {
             data_dir: self.data_dir.clone(),
             durability: self.durability,
@@ -58,6 +70,11 @@ impl ServeCommand {
             .await
             .with_context(|| format!("cannot listen on {}", self.listen))?;
         let addr = listener.local_addr()?;
+        sluice.start_push_model(PushSettings {
+            interval: push_interval,
+            namespace: self.namespace.clone(),
+            base_url: format!("http://{addr}"),
+        });
         let connection = connection_string_file(&self.data_dir);
         if let Some(root) = sluice.access.root() {
             let text = crate::auth::sas::connection_string(&format!("sb://{addr}/"), &root);

@@ -6,12 +6,14 @@
 //! running with the functions and subscriptions defined and starts or
 //! stops workers to match; it runs after every change.
 //!
-//! A worker takes a concurrency permit of its function, receives one
-//! message under peek-lock, and invokes the handler in a task of its own
-//! while renewing the lock. The outcome settles the message:
-//! complete → complete; abandon, error, trap or timeout → abandon (events
-//! back off on Event Grid's schedule, scaled by `retry_time_scale`);
-//! dead-letter → dead-letter.
+//! A queue trigger's worker takes a concurrency permit of its function,
+//! receives one message under peek-lock, and invokes the handler in a task
+//! of its own while renewing the lock. The outcome settles the message:
+//! complete → complete; abandon, error, trap or timeout → abandon;
+//! dead-letter → dead-letter. Event subscriptions follow Event Grid's
+//! delivery rules instead ([`events`]).
+
+mod events;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,12 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::broker::{
-    Broker, DeadLetterInfo, EntityPath, NewMessage, ReceiveMode, ReceivedMessage, SessionLockInfo,
-};
+use crate::broker::{Broker, EntityPath, ReceiveMode, ReceivedMessage, SessionLockInfo};
 use crate::capability::HostContext;
 use crate::clock;
-use crate::events::{Destination, Event, Events, RetryPolicy, Subscription, schema};
+use crate::events::{Destination, EventSchema, Events, ProvisioningState, Subscription};
 use crate::functions::{Functions, Trigger};
 use crate::runtime::{Input, Outcome};
 
@@ -35,10 +35,7 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(5);
 const SESSION_IDLE: Duration = Duration::from_secs(1);
 /// Pause after a failed receive (queue deleted, store trouble).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// Event Grid's dead-letter reason after the last attempt.
-pub const MAX_DELIVERY_ATTEMPTS_EXCEEDED: &str = "MaxDeliveryAttemptsExceeded";
-/// Event Grid's dead-letter reason for events past their time-to-live.
-pub const TIME_TO_LIVE_EXCEEDED: &str = "TimeToLiveExceeded";
+pub use events::{MAX_DELIVERY_ATTEMPTS_EXCEEDED, NON_RETRIABLE_RESPONSE, TIME_TO_LIVE_EXCEEDED};
 
 /// Knobs of delivery.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +64,7 @@ enum WorkerKey {
         name: String,
         destination: Destination,
         retry: (u32, u32),
+        schema: EventSchema,
     },
 }
 
@@ -132,10 +130,14 @@ impl Dispatcher {
                 });
             }
         }
-        for Subscription {
-            topic, name, spec, ..
-        } in self.events.all_subscriptions()
-        {
+        for subscription in self.events.all_subscriptions() {
+            if subscription.provisioning_state != ProvisioningState::Succeeded {
+                continue;
+            }
+            let schema = subscription.delivery_schema();
+            let Subscription {
+                topic, name, spec, ..
+            } = subscription;
             let retry = (
                 spec.retry_policy.max_delivery_attempts,
                 spec.retry_policy.event_time_to_live_in_minutes,
@@ -145,6 +147,7 @@ impl Dispatcher {
                 name,
                 destination: spec.destination,
                 retry,
+                schema,
             });
         }
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,6 +178,9 @@ impl Dispatcher {
     }
 
     async fn run_worker(self: Arc<Self>, key: WorkerKey) {
+        if matches!(key, WorkerKey::Subscription { .. }) {
+            return self.run_subscription_worker(key).await;
+        }
         let path = EntityPath::active(&key.queue());
         let sessions = self
             .broker
@@ -184,25 +190,12 @@ impl Dispatcher {
             return self.run_session_worker(key).await;
         }
         loop {
-            let permit = match key.function() {
-                Some(name) => match self.functions.get(name) {
-                    Some(function) => match function.concurrency.clone().acquire_owned().await {
-                        Ok(permit) => Some(permit),
-                        Err(_) => continue,
-                    },
-                    // Undeployed while a subscription still points at it:
-                    // deliveries fail and follow the retry policy.
-                    None => None,
-                },
-                None => None,
-            };
+            let permit = self.permit(&key).await;
             match self
                 .broker
                 .receive(&path, ReceiveMode::PeekLock, RECEIVE_WAIT)
                 .await
             {
-                // Queue destinations are forwarded inline, which keeps their order.
-                Ok(Some(message)) if key.function().is_none() => self.deliver(&key, message).await,
                 Ok(Some(message)) => {
                     let this = self.clone();
                     let key = key.clone();
@@ -218,6 +211,14 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// A concurrency permit of the key's function; `None` when there is no
+    /// function (queue or webhook destinations) or it is not deployed (its
+    /// deliveries then fail and follow the retry policy).
+    async fn permit(&self, key: &WorkerKey) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let function = self.functions.get(key.function()?)?;
+        function.concurrency.clone().acquire_owned().await.ok()
     }
 
     /// A queue trigger on a session-enabled queue: each accepted session is
@@ -282,91 +283,20 @@ impl Dispatcher {
 
     async fn deliver(&self, key: &WorkerKey, message: ReceivedMessage) {
         let path = EntityPath::active(&key.queue());
-        match key {
-            WorkerKey::QueueTrigger { function, .. } => {
-                let correlation = message.record.correlation_id.clone();
-                let attempt = self
-                    .invoke_with_renewal(
-                        &path,
-                        &message,
-                        function,
-                        correlation,
-                        Input::Message(&message),
-                    )
-                    .await;
-                self.settle(&path, &message, attempt, None).await;
-            }
-            WorkerKey::Subscription {
-                destination,
-                retry: (max_attempts, ttl_minutes),
-                ..
-            } => {
-                let event: Event = match schema::from_wire(&message.record.body) {
-                    Ok(event) => event,
-                    Err(e) => {
-                        let info = DeadLetterInfo {
-                            reason: "MalformedEvent".into(),
-                            description: format!("the stored event cannot be read: {e}"),
-                        };
-                        self.settle(&path, &message, Ok(Outcome::DeadLetter(info)), None)
-                            .await;
-                        return;
-                    }
-                };
-                let age_ms = clock::now_ms() - message.record.enqueued_at_ms;
-                if age_ms > i64::from(*ttl_minutes) * 60_000 {
-                    let info = DeadLetterInfo {
-                        reason: TIME_TO_LIVE_EXCEEDED.into(),
-                        description: format!(
-                            "event not delivered within its time-to-live of {ttl_minutes} minutes"
-                        ),
-                    };
-                    self.settle(&path, &message, Ok(Outcome::DeadLetter(info)), None)
-                        .await;
-                    return;
-                }
-                let attempt = match destination {
-                    Destination::Function(function) => {
-                        self.invoke_with_renewal(
-                            &path,
-                            &message,
-                            function,
-                            message.record.correlation_id.clone(),
-                            Input::Event(&event),
-                        )
-                        .await
-                    }
-                    Destination::Queue(queue) => {
-                        self.forward_to_queue(queue, &event, message.record.correlation_id.clone())
-                            .await
-                    }
-                };
-                self.settle(&path, &message, attempt, Some(*max_attempts))
-                    .await;
-            }
-        }
-    }
-
-    async fn forward_to_queue(
-        &self,
-        queue: &str,
-        event: &Event,
-        correlation_id: Option<String>,
-    ) -> Attempt {
-        let body = serde_json::to_vec(&event.to_wire()).map_err(|e| e.to_string())?;
-        let message = NewMessage {
-            message_id: Some(event.id.clone()),
-            body,
-            content_type: Some("application/json".into()),
-            correlation_id,
-            subject: event.subject.clone(),
-            user_properties: vec![("aeg-event-type".into(), event.event_type.clone())],
-            ..NewMessage::default()
+        let Some(function) = key.function() else {
+            return;
         };
-        match self.broker.send(queue, vec![message]).await {
-            Ok(_) => Ok(Outcome::Complete),
-            Err(e) => Err(format!("cannot deliver to queue `{queue}`: {e}")),
-        }
+        let correlation = message.record.correlation_id.clone();
+        let attempt = self
+            .invoke_with_renewal(
+                &path,
+                &message,
+                function,
+                correlation,
+                Input::Message(&message),
+            )
+            .await;
+        self.settle(&path, &message, attempt).await;
     }
 
     /// Invokes a function while keeping the message's lock alive.
@@ -452,50 +382,22 @@ impl Dispatcher {
         }
     }
 
-    /// Settles a message by the attempt's outcome. `max_attempts` is set for
-    /// event subscriptions, which back off and dead-letter as Event Grid does.
-    async fn settle(
-        &self,
-        path: &EntityPath,
-        message: &ReceivedMessage,
-        attempt: Attempt,
-        max_attempts: Option<u32>,
-    ) {
+    /// Settles a message by the handler's outcome.
+    async fn settle(&self, path: &EntityPath, message: &ReceivedMessage, attempt: Attempt) {
         let seq = message.sequence_number;
         let Some(lock) = message.lock else { return };
         let result = match attempt {
             Ok(Outcome::Complete) => self.broker.complete(path, seq, lock.token).await,
             Ok(Outcome::DeadLetter(info)) => {
-                self.broker.dead_letter(path, seq, lock.token, info).await
+                self.broker
+                    .dead_letter(path, seq, lock.token, info, &[])
+                    .await
             }
-            Ok(Outcome::Abandon(reason)) | Err(reason) => {
-                let count = message.record.delivery_count;
-                match max_attempts {
-                    Some(max) if count >= max => {
-                        let info = DeadLetterInfo {
-                            reason: MAX_DELIVERY_ATTEMPTS_EXCEEDED.into(),
-                            description: format!(
-                                "not delivered after {count} attempts; last error: {reason}"
-                            ),
-                        };
-                        self.broker.dead_letter(path, seq, lock.token, info).await
-                    }
-                    Some(_) => {
-                        let secs = RetryPolicy::backoff_secs(count) as f64
-                            * self.settings.retry_time_scale;
-                        let delay = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
-                        self.broker
-                            .abandon(path, seq, lock.token, Some(&reason), delay, &[])
-                            .await
-                            .map(|_| ())
-                    }
-                    None => self
-                        .broker
-                        .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
-                        .await
-                        .map(|_| ()),
-                }
-            }
+            Ok(Outcome::Abandon(reason)) | Err(reason) => self
+                .broker
+                .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
+                .await
+                .map(|_| ()),
         };
         if let Err(e) = result {
             tracing::warn!(entity = %path, seq, error = %e, "settlement failed; the message will be delivered again");

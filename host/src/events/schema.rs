@@ -13,12 +13,16 @@ use serde_json::{Map, Value};
 
 use crate::clock;
 
-/// Which schema an event came in; deliveries to queues use the same one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An event schema, by Azure's names: what a topic accepts
+/// (`inputSchema`) and what a subscription delivers (`eventDeliverySchema`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventSchema {
     /// Azure Event Grid schema.
+    #[default]
+    #[serde(rename = "EventGridSchema")]
     EventGrid,
     /// CloudEvents 1.0.
+    #[serde(rename = "CloudEventSchemaV1_0")]
     CloudEvents,
 }
 
@@ -67,6 +71,20 @@ impl Event {
             None | Some(Value::Null) => Vec::new(),
             Some(value) => serde_json::to_vec(value).unwrap_or_default(),
         }
+    }
+
+    /// The event rendered in another schema, mapped as Event Grid maps
+    /// them: `topic` ↔ `source`, `eventType` ↔ `type`, `eventTime` ↔ `time`.
+    pub fn to_wire_in(&self, schema: EventSchema) -> Value {
+        if schema == self.schema {
+            return self.to_wire();
+        }
+        Event {
+            schema,
+            data_version: self.data_version.clone(),
+            ..self.clone()
+        }
+        .to_wire()
     }
 
     /// The event rendered in the schema it was published in.

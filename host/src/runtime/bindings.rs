@@ -18,7 +18,7 @@ mod generated {
     });
 }
 
-pub use generated::sluice::handler::{log, publisher, sender, types};
+pub use generated::sluice::handler::{log, publisher, receiver, sender, types};
 pub use generated::{Handler, HandlerPre};
 
 use crate::broker::{DeadLetterInfo, ReceivedMessage};
