@@ -14,6 +14,7 @@ mod events;
 mod guests;
 mod order_flow;
 mod push_model;
+mod python_sdk;
 mod queue_features;
 mod queues;
 mod restart;
