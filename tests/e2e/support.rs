@@ -100,17 +100,31 @@ impl Host {
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
-    /// An HTTP client that sends the root token with every request.
+    /// An HTTP client that sends the root token with every request (and
+    /// trusts the host's certificate when it serves https).
     fn signed_client(&self) -> reqwest::Client {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
             self.token().parse().expect("a header value"),
         );
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .expect("HTTP client")
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(cert) = self.option("--tls-cert") {
+            let pem = std::fs::read(cert).expect("the test certificate");
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"),
+            );
+        }
+        builder.build().expect("HTTP client")
+    }
+
+    /// The value of an extra `sluice serve` option this host was started with.
+    pub(crate) fn option(&self, name: &str) -> Option<&str> {
+        self.args
+            .chunks(2)
+            .find(|pair| pair[0] == name)
+            .and_then(|pair| pair.get(1))
+            .map(String::as_str)
     }
 
     /// Test defaults (fast retries and push events) with `args` overriding them.
@@ -155,7 +169,7 @@ impl Host {
             .expect("read the listening line");
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", self.log()))
             .to_string();
         self.url = url;

@@ -166,7 +166,7 @@ fn page<T>(request: &ApiRequest, items: Vec<T>) -> Result<Vec<T>, ApiError> {
 }
 
 pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
-    let base = format!("http://{}", request.host());
+    let base = request.base_url();
     let segments = request.segments.clone();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let method = request.method.clone();

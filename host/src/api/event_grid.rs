@@ -31,7 +31,7 @@ pub(super) async fn route(sluice: &Sluice, segments: &[String], request: ApiRequ
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (segments.as_slice(), &method) {
         ([], &Method::GET) => {
-            let base = base_url(&request);
+            let base = request.base_url();
             let topics: Vec<_> = sluice
                 .events
                 .list_topics()
@@ -111,18 +111,13 @@ pub(super) async fn route(sluice: &Sluice, segments: &[String], request: ApiRequ
     }
 }
 
-/// `http://{Host}` as the client addressed this host.
-fn base_url(request: &ApiRequest) -> String {
-    format!("http://{}", request.host())
-}
-
 /// A topic's publish endpoint, as SDKs are configured with it.
 fn endpoint(base: &str, topic: &str) -> String {
     format!("{base}/topics/{topic}/api/events")
 }
 
 async fn topic(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
-    let base = base_url(&request);
+    let base = request.base_url();
     match request.method {
         Method::GET => {
             let info = sluice.events.topic(name)?;
@@ -165,7 +160,7 @@ async fn subscription(sluice: &Sluice, topic: &str, name: &str, request: ApiRequ
             &sluice.delete_subscription(topic, name).await?,
         ),
         Method::PUT => {
-            let base = base_url(&request);
+            let base = request.base_url();
             let body = request.body(MAX_DEFINITION_BYTES).await?;
             let spec: SubscriptionSpec = serde_json::from_slice(&body).map_err(|e| {
                 ApiError::bad_request(format!(

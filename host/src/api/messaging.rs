@@ -137,10 +137,10 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         }
         (Method::POST, [seq]) => {
             let seq = parse_seq(seq)?;
-            let host = request.host();
+            let base = request.base_url();
             let mut received = sluice.broker.receive_deferred(&entity, &[seq]).await?;
             match received.pop() {
-                Some(message) => message_response(StatusCode::CREATED, &host, &entity, &message),
+                Some(message) => message_response(StatusCode::CREATED, &base, &entity, &message),
                 None => Err(ApiError::not_found(format!(
                     "message {seq} in `{entity}` is not deferred"
                 ))),
@@ -318,7 +318,7 @@ async fn receive(
             "maxMessages must be between 1 and {MAX_BATCH_RECEIVE}, got {max}"
         )));
     }
-    let host = request.host();
+    let base = request.base_url();
     let messages = sluice
         .broker
         .receive_batch(entity, mode, max, Duration::from_secs(timeout))
@@ -332,7 +332,7 @@ async fn receive(
         return empty(StatusCode::NO_CONTENT);
     }
     if max == 1 {
-        return message_response(status, &host, entity, &messages[0]);
+        return message_response(status, &base, entity, &messages[0]);
     }
     let items: Vec<Value> = messages
         .iter()
@@ -341,7 +341,7 @@ async fn receive(
                 "Body": String::from_utf8_lossy(&m.record.body),
                 "BrokerProperties": broker_properties(entity, m),
                 "UserProperties": m.record.user_properties.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<String, Value>>(),
-                "Location": m.lock.map(|lock| format!("http://{host}/{entity}/messages/{}/{}", m.sequence_number, lock.token)),
+                "Location": m.lock.map(|lock| format!("{base}/{entity}/messages/{}/{}", m.sequence_number, lock.token)),
             })
         })
         .collect();
@@ -405,7 +405,7 @@ pub(crate) fn broker_properties(entity: &EntityPath, message: &ReceivedMessage) 
 /// A received message as Service Bus REST returns it.
 fn message_response(
     status: StatusCode,
-    host: &str,
+    base: &str,
     entity: &EntityPath,
     message: &ReceivedMessage,
 ) -> ApiResult {
@@ -436,7 +436,7 @@ fn message_response(
         insert(
             "location",
             format!(
-                "http://{host}/{entity}/messages/{}/{}",
+                "{base}/{entity}/messages/{}/{}",
                 message.sequence_number, lock.token
             ),
         );

@@ -22,6 +22,7 @@ mod event_grid;
 mod management;
 mod messaging;
 mod publish;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,6 +37,7 @@ use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 pub use error::ApiError;
 
@@ -46,6 +48,8 @@ pub type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
 
 /// A request taken apart for routing.
 pub(crate) struct ApiRequest {
+    /// `http` or `https`, as the client connected.
+    pub(crate) scheme: &'static str,
     pub(crate) method: Method,
     pub(crate) path: String,
     /// Percent-decoded path segments.
@@ -90,6 +94,11 @@ impl ApiRequest {
     /// The `Host` header, or the listen address when absent.
     pub(crate) fn host(&self) -> String {
         self.header("host").unwrap_or("localhost").to_string()
+    }
+
+    /// `http(s)://{Host}`: this host as the client addressed it.
+    pub(crate) fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.host())
     }
 
     /// A numeric query parameter, with a clear error when malformed.
@@ -148,7 +157,7 @@ pub(crate) fn empty(status: StatusCode) -> ApiResult {
     Ok(response)
 }
 
-fn parse(request: Request<Incoming>) -> ApiRequest {
+fn parse(request: Request<Incoming>, scheme: &'static str) -> ApiRequest {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let segments = path
@@ -177,6 +186,7 @@ fn parse(request: Request<Incoming>) -> ApiRequest {
         })
         .collect();
     ApiRequest {
+        scheme,
         method: parts.method,
         path,
         segments,
@@ -214,8 +224,14 @@ async fn route(sluice: Arc<Sluice>, request: ApiRequest) -> ApiResult {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, sluice: Arc<Sluice>, shutdown: impl Future<Output = ()>) {
+/// Serves the API on `listener` until `shutdown` resolves; over TLS when
+/// given an acceptor ([`tls::acceptor`]).
+pub async fn serve(
+    listener: TcpListener,
+    sluice: Arc<Sluice>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -229,35 +245,55 @@ pub async fn serve(listener: TcpListener, sluice: Arc<Sluice>, shutdown: impl Fu
             () = &mut shutdown => return,
         };
         let sluice = sluice.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let sluice = sluice.clone();
-                async move {
-                    let method = request.method().clone();
-                    let path = request.uri().path().to_string();
-                    let response = route(sluice, parse(request)).await.unwrap_or_else(|e| {
-                        if e.status.is_server_error() {
-                            tracing::warn!(%method, %path, status = e.status.as_u16(), message = %e.message, "request failed");
-                        } else {
-                            tracing::debug!(%method, %path, status = e.status.as_u16(), message = %e.message, "request refused");
-                        }
-                        let mut response = e.into_response();
-                        // The request body may be unread (refused early): close
-                        // the connection rather than leave it unusable for reuse.
-                        response
-                            .headers_mut()
-                            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-                        response
-                    });
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let result = match tls {
+                None => serve_connection(TokioIo::new(stream), sluice, "http").await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(TokioIo::new(stream), sluice, "https").await,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+}
+
+/// Serves the requests of one connection.
+async fn serve_connection<IO>(
+    io: TokioIo<IO>,
+    sluice: Arc<Sluice>,
+    scheme: &'static str,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let sluice = sluice.clone();
+        async move {
+            let method = request.method().clone();
+            let path = request.uri().path().to_string();
+            let response = route(sluice, parse(request, scheme)).await.unwrap_or_else(|e| {
+                if e.status.is_server_error() {
+                    tracing::warn!(%method, %path, status = e.status.as_u16(), message = %e.message, "request failed");
+                } else {
+                    tracing::debug!(%method, %path, status = e.status.as_u16(), message = %e.message, "request refused");
+                }
+                let mut response = e.into_response();
+                // The request body may be unread (refused early): close
+                // the connection rather than leave it unusable for reuse.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+                response
+            });
+            Ok::<_, Infallible>(response)
+        }
+    });
+    http1::Builder::new().serve_connection(io, service).await
 }

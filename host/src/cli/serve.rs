@@ -31,6 +31,12 @@ pub(crate) struct ServeCommand {
     /// `...MessagesAvailableWithNoListeners` event, and the least time between two.
     #[arg(long, env = "SLUICE_PUSH_INTERVAL_SECS", default_value_t = 120.0)]
     push_interval_secs: f64,
+    /// Serve https with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The namespace name system events carry.
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "sluice")]
     namespace: String,
@@ -65,6 +71,11 @@ impl ServeCommand {
                 retry_time_scale: self.event_retry_time_scale,
             },
         };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::api::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let sluice = Sluice::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
@@ -73,7 +84,7 @@ impl ServeCommand {
         sluice.start_push_model(PushSettings {
             interval: push_interval,
             namespace: self.namespace.clone(),
-            base_url: format!("http://{addr}"),
+            base_url: format!("{scheme}://{addr}"),
         });
         let connection = connection_string_file(&self.data_dir);
         if let Some(root) = sluice.access.root() {
@@ -84,12 +95,12 @@ impl ServeCommand {
         }
         // Scripts and tests read this line to find the port.
         println!(
-            "sluice listening on http://{addr} (data in {}; connection string in {})",
+            "sluice listening on {scheme}://{addr} (data in {}; connection string in {})",
             self.data_dir.display(),
             connection.display()
         );
         tracing::info!(%addr, data_dir = %self.data_dir.display(), "host started");
-        crate::api::serve(listener, sluice.clone(), shutdown_signal()).await;
+        crate::api::serve(listener, sluice.clone(), tls, shutdown_signal()).await;
         tracing::info!("shutting down");
         sluice.shutdown();
         Ok(())
