@@ -92,3 +92,68 @@ async fn cli_creates_entities_sends_publishes_and_peeks() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("queue `nowhere` does not exist"));
 }
+
+#[tokio::test]
+async fn cli_manages_topic_keys_advanced_filters_and_event_dead_letters() {
+    let host = Host::start().await;
+    sluice(&host, &["topic", "create", "alerts", "--cloud-events"]);
+    let keys: serde_json::Value =
+        serde_json::from_str(&sluice(&host, &["topic", "keys", "alerts"])).expect("keys JSON");
+    let renewed: serde_json::Value = serde_json::from_str(&sluice(
+        &host,
+        &["topic", "regenerate-key", "alerts", "key2"],
+    ))
+    .expect("keys JSON");
+    assert_eq!(renewed["key1"], keys["key1"]);
+    assert_ne!(renewed["key2"], keys["key2"]);
+
+    sluice(&host, &["queue", "create", "pager"]);
+    sluice(
+        &host,
+        &[
+            "topic",
+            "subscribe",
+            "alerts",
+            "critical",
+            "--queue",
+            "pager",
+            "--max-delivery-attempts",
+            "1",
+            "--advanced-filter",
+            r#"{"operatorType":"NumberGreaterThanOrEquals","key":"data.severity","value":3}"#,
+        ],
+    );
+    // The destination goes away: the matching event dead-letters.
+    sluice(&host, &["queue", "delete", "pager"]);
+    for (id, severity) in [("low", "1"), ("high", "5")] {
+        sluice(
+            &host,
+            &[
+                "publish",
+                "alerts",
+                "--cloud-events",
+                "--type",
+                "alert.raised",
+                "--id",
+                id,
+                "--data",
+                &format!(r#"{{"severity":{severity}}}"#),
+            ],
+        );
+    }
+    host.wait_for_messages("alerts/subscriptions/critical/$DeadLetterQueue", 1)
+        .await;
+    let dead: serde_json::Value = serde_json::from_str(&sluice(
+        &host,
+        &["topic", "dead-letters", "alerts", "critical"],
+    ))
+    .expect("dead letters JSON");
+    assert_eq!(dead[0]["id"], "high");
+    assert_eq!(dead[0]["deadLetterReason"], "MaxDeliveryAttemptsExceeded");
+    assert_eq!(dead[0]["lastDeliveryOutcome"], "NotFound");
+
+    sluice(&host, &["queue", "create", "pager"]);
+    sluice(&host, &["topic", "resubmit", "alerts", "critical"]);
+    let delivered = host.wait_for_messages("pager", 1).await;
+    assert_eq!(delivered[0]["messageId"], "high");
+}

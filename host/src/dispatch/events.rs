@@ -367,13 +367,14 @@ impl Dispatcher {
         }
     }
 
-    /// The wait before the next attempt after `failed` attempts: Event Grid's
-    /// schedule plus jitter, at least `min_delay`, scaled for tests.
+    /// The wait before the next attempt after `failed` attempts.
     fn backoff(&self, failed: u32, min_delay: Option<Duration>) -> Duration {
-        let scheduled = RetryPolicy::backoff_secs(failed) as f64 * (1.0 + JITTER * unit_random());
-        let floor = min_delay.map_or(0.0, |d| d.as_secs_f64());
-        let secs = scheduled.max(floor) * self.settings.retry_time_scale;
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
+        backoff(
+            failed,
+            min_delay,
+            self.settings.retry_time_scale,
+            unit_random(),
+        )
     }
 }
 
@@ -415,6 +416,15 @@ fn dead(info: DeadLetterInfo) -> Verdict {
     }
 }
 
+/// Event Grid's schedule plus up to [`JITTER`] more (`unit` in `[0, 1)`
+/// picks how much), at least `min_delay`, all scaled by `scale` (1 in
+/// production, small in tests).
+fn backoff(failed: u32, min_delay: Option<Duration>, scale: f64, unit: f64) -> Duration {
+    let scheduled = RetryPolicy::backoff_secs(failed) as f64 * (1.0 + JITTER * unit);
+    let floor = min_delay.map_or(0.0, |d| d.as_secs_f64());
+    Duration::try_from_secs_f64(scheduled.max(floor) * scale).unwrap_or(Duration::ZERO)
+}
+
 /// Splits received events into POSTs of at most the preferred size; an
 /// event larger than it goes alone.
 fn size_groups<'m>(
@@ -445,5 +455,36 @@ fn unit_random() -> f64 {
     match getrandom::fill(&mut bytes) {
         Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
         Err(_) => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_schedule_with_at_most_ten_percent_jitter() {
+        assert_eq!(backoff(1, None, 1.0, 0.0), Duration::from_secs(10));
+        let most = backoff(2, None, 1.0, 0.999_999);
+        assert!(
+            most > Duration::from_secs(30) && most < Duration::from_secs(33),
+            "{most:?}"
+        );
+        assert_eq!(backoff(12, None, 1.0, 0.0), Duration::from_secs(43_200));
+    }
+
+    #[test]
+    fn backoff_respects_the_minimum_delay_an_answer_imposes_and_the_time_scale() {
+        let not_found = Some(Duration::from_secs(300));
+        assert_eq!(backoff(1, not_found, 1.0, 0.5), Duration::from_secs(300));
+        assert_eq!(backoff(1, not_found, 0.01, 0.0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn unit_random_stays_in_the_unit_interval() {
+        for _ in 0..100 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r), "{r}");
+        }
     }
 }
