@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// Linear memory cap of one instance, by default.
 pub const DEFAULT_MEMORY_MIB: u32 = 64;
+/// Log volume one invocation may write (records, fields), by default.
+pub const DEFAULT_MAX_LOG_KIB: u32 = 64;
 
 /// Why a function operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,8 @@ pub struct FunctionLimits {
     pub timeout_secs: u64,
     /// Memory cap of one instance in MiB (1 ..= 1024).
     pub memory_mib: u32,
+    /// Log volume of one invocation in KiB (1 ..= 10240); past it, records are dropped.
+    pub max_log_kib: u32,
 }
 
 impl Default for FunctionLimits {
@@ -81,6 +85,7 @@ impl Default for FunctionLimits {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             memory_mib: DEFAULT_MEMORY_MIB,
+            max_log_kib: DEFAULT_MAX_LOG_KIB,
         }
     }
 }
@@ -114,7 +119,19 @@ impl FunctionLimits {
                 "memoryMib must be between 1 and 1024, got {}",
                 self.memory_mib
             ),
+        )?;
+        check(
+            (1..=10240).contains(&self.max_log_kib),
+            format!(
+                "maxLogKib must be between 1 and 10240, got {}",
+                self.max_log_kib
+            ),
         )
+    }
+
+    /// Bytes of log one invocation may write.
+    pub fn log_budget_bytes(&self) -> usize {
+        usize::try_from(self.max_log_kib).unwrap_or(usize::MAX) << 10
     }
 
     /// The runtime's view of these limits.

@@ -12,6 +12,7 @@ mod crash;
 mod deploy;
 mod events;
 mod guests;
+mod hostile;
 mod order_flow;
 mod push_model;
 mod queue_features;

@@ -12,7 +12,7 @@
 //! | `/api/servicebus/topics/...`                    | Service Bus topics, subscriptions, rules ([`bus_topics`]) |
 //! | `/api/receive`, `/api/resubmit`, `/api/sessions/...` | data-plane extras ([`data`])   |
 //!
-//! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`.
+//! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`, `maxLogKib`.
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
@@ -121,6 +121,9 @@ async fn function(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult
                 memory_mib: request
                     .query_number("memoryMib")?
                     .unwrap_or(defaults.memory_mib),
+                max_log_kib: request
+                    .query_number("maxLogKib")?
+                    .unwrap_or(defaults.max_log_kib),
             };
             let existed = sluice.functions.get(name).is_some();
             let body = request.body(MAX_COMPONENT_BYTES).await?;

@@ -1,5 +1,8 @@
 //! `sluice:handler/log`: guest log records become host tracing events,
-//! tagged with the function and invocation.
+//! tagged with the function and invocation. One record is capped, and so
+//! is an invocation's whole volume (the function's `maxLogKib`): past it,
+//! records are dropped and one warning says so, so a log flood costs the
+//! host a bounded amount.
 
 use super::HostContext;
 use crate::runtime::bindings::log::{Host, Level};
@@ -25,6 +28,15 @@ impl Host for HostContext {
             .join(" ");
         let function = self.function.as_str();
         let invocation = self.invocation_id.as_str();
+        let cost = message.len() + fields.len();
+        if cost > self.log_budget {
+            if !self.log_dropped {
+                self.log_dropped = true;
+                tracing::warn!(target: "sluice::guest", function, invocation, "log limit reached: further records of this invocation are dropped (raise maxLogKib to keep more)");
+            }
+            return;
+        }
+        self.log_budget -= cost;
         match level {
             Level::Trace => {
                 tracing::trace!(target: "sluice::guest", function, invocation, fields, "{message}")

@@ -22,6 +22,10 @@ pub struct HostContext {
     function: String,
     invocation_id: String,
     correlation_id: Option<String>,
+    /// Log bytes this invocation may still write.
+    log_budget: usize,
+    /// Whether records were dropped for want of budget (reported once).
+    log_dropped: bool,
     broker: Arc<Broker>,
     events: Arc<Events>,
 }
@@ -32,6 +36,7 @@ impl HostContext {
         function: &str,
         invocation_id: String,
         correlation_id: Option<String>,
+        log_budget: usize,
         broker: Arc<Broker>,
         events: Arc<Events>,
     ) -> HostContext {
@@ -39,6 +44,8 @@ impl HostContext {
             function: function.to_string(),
             invocation_id,
             correlation_id,
+            log_budget,
+            log_dropped: false,
             broker,
             events,
         }

@@ -33,6 +33,9 @@ pub(crate) struct DeployCommand {
     /// Memory cap of one instance, in MiB.
     #[arg(long)]
     memory_mib: Option<u32>,
+    /// Log volume one invocation may write, in KiB (more is dropped).
+    #[arg(long)]
+    max_log_kib: Option<u32>,
 }
 
 impl DeployCommand {
@@ -57,6 +60,9 @@ impl DeployCommand {
         }
         if let Some(n) = self.memory_mib {
             query.push(("memoryMib", n.to_string()));
+        }
+        if let Some(n) = self.max_log_kib {
+            query.push(("maxLogKib", n.to_string()));
         }
         let request = client
             .request(

@@ -325,6 +325,7 @@ impl Dispatcher {
             function,
             invocation_id,
             correlation_id,
+            deployed.record.limits.log_budget_bytes(),
             self.broker.clone(),
             self.events.clone(),
         );

@@ -17,7 +17,7 @@ mod engine;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -48,7 +48,16 @@ pub enum InvocationError {
     /// It ran past its deadline.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    /// It trapped (panic, out-of-bounds, unreachable, out of memory, ...).
+    /// It asked for more linear memory than its cap.
+    #[error("out of memory: the instance needed more than its {cap_mib} MiB memory cap")]
+    OutOfMemory {
+        /// The function's memory cap.
+        cap_mib: usize,
+    },
+    /// It recursed past the wasm stack.
+    #[error("trapped: stack overflow (deep recursion)")]
+    StackOverflow,
+    /// It trapped (panic, out-of-bounds, unreachable, ...).
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -60,6 +69,37 @@ pub struct InvocationLimits {
     pub timeout: Duration,
     /// Linear memory cap.
     pub memory_bytes: usize,
+}
+
+/// The store's memory limiter: refuses growth past the cap and remembers
+/// that it did, so the trap that follows is reported as out of memory.
+struct MemoryCap {
+    limits: StoreLimits,
+    refused: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.refused = true;
+        }
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
 }
 
 /// What a handler is invoked with.
@@ -74,7 +114,7 @@ pub enum Input<'a> {
 pub struct InvocationState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    memory: MemoryCap,
     host: HostContext,
 }
 
@@ -180,14 +220,17 @@ impl Runtime {
         let state = InvocationState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: MemoryCap {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                refused: false,
+            },
             host,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         let deadline = Instant::now() + limits.timeout;
         // Yield every tick so a busy guest shares its thread; trap at the deadline.
         store.epoch_deadline_callback(move |_| {
@@ -220,15 +263,15 @@ impl Runtime {
         forward_output(&function, "stderr", &stderr);
         match result {
             Ok(outcome) => Ok(outcome.into()),
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<wasmtime::Trap>(),
-                    Some(wasmtime::Trap::Interrupt)
-                ) =>
-            {
-                Err(InvocationError::Timeout(limits.timeout))
-            }
-            Err(e) => Err(InvocationError::Trap(format!("{e:#}"))),
+            Err(e) => Err(match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => InvocationError::Timeout(limits.timeout),
+                Some(wasmtime::Trap::StackOverflow) => InvocationError::StackOverflow,
+                // A refused grow traps (or makes the guest's allocator abort).
+                _ if store.data().memory.refused => InvocationError::OutOfMemory {
+                    cap_mib: limits.memory_bytes >> 20,
+                },
+                _ => InvocationError::Trap(format!("{e:#}")),
+            }),
         }
     }
 }
