@@ -38,7 +38,9 @@
 //!   dead-letter queue at once.
 //! - **Capabilities**: [`log`] writes structured records into the host's logs,
 //!   [`publish`] publishes events to topics, [`send`] sends messages to queues,
-//!   [`receive`] pulls a batch from a queue and settles it (the push model).
+//!   [`receive`] pulls a batch from a queue and settles it (the push model),
+//!   [`kv`] keeps the function's durable state, [`config`] reads its
+//!   configuration and secrets.
 //!   Every capability error is an [`Error`], so `?` just works.
 //! - **Panics** are traps: the invocation fails as a whole (the SDK logs the
 //!   panic message first). Prefer returning an `Err`, which says what to do.
@@ -47,8 +49,10 @@
 //! per trigger kind, and the macro fills in the other one with a dead-letter
 //! outcome (reason `UnsupportedTrigger`).
 
+pub mod config;
 mod error;
 mod event;
+pub mod kv;
 pub mod log;
 mod message;
 mod outcome;

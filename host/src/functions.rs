@@ -5,9 +5,10 @@
 //! and the compiled artifact are stored by content hash, so a restart loads
 //! the artifact instead of compiling again (and recompiles only when the
 //! engine changed). Redeploying a name makes a new version; invocations in
-//! flight finish on the version they started with.
+//! flight finish on the version they started with. A function's config and
+//! secrets ([`FunctionSettings`]) live beside its deploys.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub enum FunctionError {
     /// A limit is out of range.
     #[error("invalid function limits: {0}")]
     InvalidLimits(String),
+    /// Config or secrets break a limit.
+    #[error("invalid function settings: {0}")]
+    InvalidSettings(String),
     /// The component was refused.
     #[error(transparent)]
     Component(#[from] PrepareError),
@@ -163,6 +167,60 @@ pub struct FunctionRecord {
     pub limits: FunctionLimits,
 }
 
+/// A function's configuration and secrets, kept apart from its deploys (a
+/// redeploy keeps them) and set before or after it is deployed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct FunctionSettings {
+    /// Configuration values, readable by the handler (`config` capability).
+    pub config: BTreeMap<String, String>,
+    /// Secrets, readable by the handler (`secrets` capability), never shown
+    /// by the API or logged by the host.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// Most entries of config plus secrets.
+const MAX_SETTINGS: usize = 256;
+/// Largest config or secret value, in bytes.
+const MAX_SETTING_BYTES: usize = 64 * 1024;
+
+impl FunctionSettings {
+    fn validate(&self) -> Result<(), FunctionError> {
+        if self.config.len() + self.secrets.len() > MAX_SETTINGS {
+            return Err(FunctionError::InvalidSettings(format!(
+                "at most {MAX_SETTINGS} config and secret entries in all"
+            )));
+        }
+        for (kind, map) in [("config", &self.config), ("secrets", &self.secrets)] {
+            for (key, value) in map {
+                if key.is_empty() || key.len() > 256 {
+                    return Err(FunctionError::InvalidSettings(format!(
+                        "{kind}: a key must be 1 to 256 bytes, got `{key}`"
+                    )));
+                }
+                if value.len() > MAX_SETTING_BYTES {
+                    return Err(FunctionError::InvalidSettings(format!(
+                        "{kind}.{key}: a value may be at most {MAX_SETTING_BYTES} bytes"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the API shows: config values, secret names only.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "config": self.config,
+            "secrets": self.secrets.keys().collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn settings_key(name: &str) -> String {
+    format!("settings/{name}")
+}
+
 /// A function ready to invoke.
 pub struct DeployedFunction {
     /// Its definition.
@@ -178,6 +236,7 @@ pub struct Functions {
     store: Store,
     runtime: Arc<Runtime>,
     deployed: RwLock<HashMap<String, Arc<DeployedFunction>>>,
+    settings: RwLock<HashMap<String, Arc<FunctionSettings>>>,
 }
 
 fn validate_name(name: &str) -> Result<(), FunctionError> {
@@ -195,10 +254,22 @@ fn validate_name(name: &str) -> Result<(), FunctionError> {
 impl Functions {
     /// Loads every deployed function, from precompiled artifacts where possible.
     pub async fn open(store: Store, runtime: Arc<Runtime>) -> Result<Functions, FunctionError> {
+        let mut settings = HashMap::new();
+        for entry in store.entities().scan_prefix("settings/") {
+            let (key, value) = entry.map_err(StoreError::from)?;
+            let name = String::from_utf8_lossy(&key["settings/".len()..]).into_owned();
+            let parsed: FunctionSettings =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    tree: "entities",
+                    detail: format!("settings of `{name}`: {e}"),
+                })?;
+            settings.insert(name, Arc::new(parsed));
+        }
         let functions = Functions {
             store,
             runtime,
             deployed: RwLock::new(HashMap::new()),
+            settings: RwLock::new(settings),
         };
         for entry in functions.store.functions().iter() {
             let (_, value) = entry.map_err(StoreError::from)?;
@@ -332,8 +403,51 @@ impl Functions {
             .functions()
             .remove(name)
             .map_err(StoreError::from)?;
+        self.store
+            .entities()
+            .remove(settings_key(name))
+            .map_err(StoreError::from)?;
         self.store.commit().await?;
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         Ok(removed.record.clone())
+    }
+
+    /// A function's settings (empty when none were set).
+    pub fn settings(&self, name: &str) -> Arc<FunctionSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces a function's settings (it need not be deployed yet);
+    /// invocations that start afterwards see them.
+    pub async fn put_settings(
+        &self,
+        name: &str,
+        settings: FunctionSettings,
+    ) -> Result<(), FunctionError> {
+        validate_name(name)?;
+        settings.validate()?;
+        let json = serde_json::to_vec(&settings).map_err(|e| StoreError::Corrupt {
+            tree: "entities",
+            detail: e.to_string(),
+        })?;
+        self.store
+            .entities()
+            .insert(settings_key(name), json)
+            .map_err(StoreError::from)?;
+        self.store.commit().await?;
+        self.settings
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(settings));
+        Ok(())
     }
 
     /// The current version of a function.

@@ -11,11 +11,15 @@
 //! - [`broker`]: queues with Service Bus semantics: peek-lock, settle,
 //!   delivery count, dead-letter sub-queues.
 //! - [`events`]: Event Grid-style topics and subscriptions; publishing fans
-//!   out into per-subscription delivery queues.
+//!   out into per-subscription delivery queues; webhooks; the broker's
+//!   system events (push model).
+//! - [`keyvalue`]: each function's durable key-value state.
 //! - [`runtime`]: wasmtime engine, component validation, one fresh instance
 //!   per invocation with a deadline and a memory cap.
-//! - [`capability`]: what guests may call (log, publish, send).
-//! - [`functions`]: deployed functions, precompiled and stored.
+//! - [`capability`]: what guests may call (log, publish, send, receive,
+//!   key-value, config, secrets).
+//! - [`functions`]: deployed functions, precompiled and stored, with their
+//!   config and secrets.
 //! - [`dispatch`]: triggers that drain queues into handlers and settle.
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
 //!   keeps the policies durably.
@@ -35,6 +39,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod events;
 pub mod functions;
+pub mod keyvalue;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use crate::access::Access;
 use crate::broker::{Broker, BrokerError};
+use crate::capability::HostServices;
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::events::system::{self, PushSettings};
 use crate::events::{Destination, Events, EventsError, Filter, Subscription, SubscriptionSpec};
 use crate::functions::{FunctionError, FunctionLimits, FunctionRecord, Functions, Trigger};
+use crate::keyvalue::{KeyValue, KeyValueError};
 use crate::runtime::Runtime;
 use crate::store::{Durability, Store};
 
@@ -41,6 +43,9 @@ pub enum DeployError {
     /// The topic subscription could not be made.
     #[error(transparent)]
     Events(#[from] EventsError),
+    /// The function's state could not be cleared.
+    #[error(transparent)]
+    State(#[from] KeyValueError),
 }
 
 /// One host: store, broker, topics, functions and triggers.
@@ -57,6 +62,8 @@ pub struct Sluice {
     pub dispatcher: Arc<Dispatcher>,
     /// Shared access policies.
     pub access: Arc<Access>,
+    /// Functions' key-value state.
+    pub kv: Arc<KeyValue>,
 }
 
 impl Sluice {
@@ -82,9 +89,14 @@ impl Sluice {
                 .context("loading deployed functions")?,
         );
         tokio::spawn(broker.clone().run_maintenance());
+        let kv = Arc::new(KeyValue::new(store.clone()));
+        tokio::spawn(kv.clone().run_sweeper());
         let dispatcher = Arc::new(Dispatcher::new(
-            broker.clone(),
-            events.clone(),
+            HostServices {
+                broker: broker.clone(),
+                events: events.clone(),
+                kv: kv.clone(),
+            },
             functions.clone(),
             config.dispatch,
         ));
@@ -96,6 +108,7 @@ impl Sluice {
             functions,
             dispatcher,
             access,
+            kv,
         }))
     }
 
@@ -145,9 +158,11 @@ impl Sluice {
         Ok(deployed.record.clone())
     }
 
-    /// Deletes a function and the subscription its topic trigger created.
+    /// Deletes a function, the subscription its topic trigger created and
+    /// its key-value state.
     pub async fn delete_function(&self, name: &str) -> Result<FunctionRecord, DeployError> {
         let record = self.functions.delete(name).await?;
+        self.kv.clear(name).await?;
         if let Trigger::Topic { topic, .. } = &record.trigger {
             self.remove_function_subscription(topic, name).await?;
         }

@@ -157,3 +157,26 @@ async fn cli_manages_topic_keys_advanced_filters_and_event_dead_letters() {
     let delivered = host.wait_for_messages("pager", 1).await;
     assert_eq!(delivered[0]["messageId"], "high");
 }
+
+#[tokio::test]
+async fn cli_sets_function_settings_and_shows_secret_names_only() {
+    let host = Host::start().await;
+    sluice(
+        &host,
+        &[
+            "function",
+            "settings",
+            "crm-sync",
+            "--config",
+            "endpoint=http://crm.local",
+            "--secret",
+            "token=hunter2-token",
+        ],
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&sluice(&host, &["function", "settings", "crm-sync"]))
+            .expect("settings JSON");
+    assert_eq!(shown["config"]["endpoint"], "http://crm.local");
+    assert_eq!(shown["secrets"], serde_json::json!(["token"]));
+    assert!(!shown.to_string().contains("hunter2-token"));
+}

@@ -7,6 +7,7 @@ mod webhook_receiver;
 
 mod admin;
 mod auth;
+mod capabilities;
 mod cli;
 mod crash;
 mod deploy;

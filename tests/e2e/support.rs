@@ -405,4 +405,5 @@ pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
 pub(crate) const PANICS: &str = "tests/guests/panics";
 pub(crate) const BUSY: &str = "tests/guests/busy";
 pub(crate) const HOSTILE: &str = "tests/guests/hostile";
+pub(crate) const STATEFUL: &str = "tests/guests/stateful";
 pub(crate) const DRAIN_BACKLOG: &str = "examples/push-model/drain-backlog";

@@ -15,6 +15,7 @@ use crate::broker::BrokerError;
 use crate::broker::topic::TopicError;
 use crate::events::EventsError;
 use crate::functions::FunctionError;
+use crate::keyvalue::KeyValueError;
 use crate::runtime::PrepareError;
 use crate::services::DeployError;
 use crate::store::StoreError;
@@ -187,9 +188,9 @@ impl From<FunctionError> for ApiError {
         let message = e.to_string();
         match &e {
             FunctionError::NotFound(_) => ApiError::not_found(message),
-            FunctionError::InvalidName(_) | FunctionError::InvalidLimits(_) => {
-                ApiError::bad_request(message)
-            }
+            FunctionError::InvalidName(_)
+            | FunctionError::InvalidLimits(_)
+            | FunctionError::InvalidSettings(_) => ApiError::bad_request(message),
             FunctionError::Component(PrepareError::Invalid(_) | PrepareError::WrongWorld(_)) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "InvalidComponent", message)
             }
@@ -206,6 +207,8 @@ impl From<DeployError> for ApiError {
             }
             DeployError::Function(f) => f.into(),
             DeployError::Events(ev) => ev.into(),
+            DeployError::State(KeyValueError::Store(s)) => store_error(&s),
+            DeployError::State(KeyValueError::Invalid(why)) => ApiError::bad_request(why),
         }
     }
 }

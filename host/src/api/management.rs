@@ -6,6 +6,7 @@
 //! | `PUT /api/functions/{name}?queue=Q`             | deploy (body: component bytes)      |
 //! | `PUT /api/functions/{name}?topic=T&eventTypes=a,b` | deploy with a topic trigger      |
 //! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
+//! | `GET`, `PUT /api/functions/{name}/settings`     | config and secrets (`{"config":{..},"secrets":{..}}`; secret values never shown) |
 //! | `GET /api/queues`, `PUT`/`GET`/`DELETE /api/queues/{name}` | queues (PUT body: properties JSON, optional) |
 //! | `GET /api/messages/{entity}?from=1&max=32`      | peek (e.g. `fulfil/$DeadLetterQueue`) |
 //! | `/api/topics/...`                               | Event Grid topics, keys, subscriptions, dead letters ([`event_grid`]) |
@@ -21,11 +22,14 @@ use super::{ApiError, ApiRequest, ApiResult, MAX_DEFINITION_BYTES, empty, json};
 use super::{bus_topics, data, event_grid};
 use crate::auth::{Policy, PolicyScope, Right, sas};
 use crate::broker::{EntityPath, QueueProperties};
-use crate::functions::{FunctionLimits, Trigger};
+use crate::functions::{FunctionLimits, FunctionSettings, Trigger};
 use crate::services::Sluice;
 
 /// Largest component upload.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+/// Largest settings body (256 entries of up to 64 KiB fit in principle;
+/// this keeps one request bounded).
+const MAX_SETTINGS_BYTES: usize = 4 * 1024 * 1024;
 /// Most messages one peek returns.
 const MAX_PEEK: usize = 1000;
 
@@ -38,6 +42,9 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             json(StatusCode::OK, &sluice.functions.list())
         }
         (Some("functions"), [name]) => function(sluice, name, request).await,
+        (Some("functions"), [name, settings]) if settings == "settings" => {
+            function_settings(sluice, name, request).await
+        }
         (Some("queues"), []) if method == Method::GET => {
             json(StatusCode::OK, &sluice.broker.list_queues())
         }
@@ -75,6 +82,25 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         _ => Err(ApiError::not_found(format!(
             "no such endpoint: {path}; the management API has /api/functions, /api/queues, /api/messages and /api/topics"
         ))),
+    }
+}
+
+/// `GET`/`PUT /api/functions/{name}/settings`: config and secrets (secret
+/// values are accepted, never shown).
+async fn function_settings(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult {
+    match request.method {
+        Method::GET => json(StatusCode::OK, &sluice.functions.settings(name).redacted()),
+        Method::PUT => {
+            let body = request.body(MAX_SETTINGS_BYTES).await?;
+            let settings: FunctionSettings = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "invalid settings: {e}; expected {{\"config\": {{\"k\": \"v\"}}, \"secrets\": {{\"k\": \"v\"}}}}"
+                ))
+            })?;
+            sluice.functions.put_settings(name, settings).await?;
+            json(StatusCode::OK, &sluice.functions.settings(name).redacted())
+        }
+        ref method => Err(ApiError::method_not_allowed(method, &request.path)),
     }
 }
 

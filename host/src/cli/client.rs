@@ -112,3 +112,36 @@ pub(crate) fn print_json(value: &Value) {
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
 }
+
+/// Parses a `key=value` argument.
+pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// Replaces a function's config and secrets (`PUT /api/functions/{name}/settings`).
+pub(crate) async fn put_settings(
+    client: &Client,
+    name: &str,
+    config: &[(String, String)],
+    secrets: &[(String, String)],
+) -> anyhow::Result<serde_json::Value> {
+    let to_map = |pairs: &[(String, String)]| -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect()
+    };
+    let body = serde_json::json!({ "config": to_map(config), "secrets": to_map(secrets) });
+    client
+        .json(
+            client
+                .request(
+                    reqwest::Method::PUT,
+                    &format!("/api/functions/{}/settings", segment(name)),
+                )
+                .json(&body),
+        )
+        .await
+}

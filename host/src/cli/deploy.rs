@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use reqwest::Method;
 
-use super::client::{Client, print_json, segment};
+use super::client::{Client, parse_key_value, print_json, put_settings, segment};
 
 /// Upload a component as a function with its trigger.
 #[derive(Debug, Args)]
@@ -36,12 +36,23 @@ pub(crate) struct DeployCommand {
     /// Log volume one invocation may write, in KiB (more is dropped).
     #[arg(long)]
     max_log_kib: Option<u32>,
+    /// A config entry `key=value` (repeatable); with `--secret`, replaces the
+    /// function's settings before the deploy.
+    #[arg(long = "config", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A secret `key=value` (repeatable); never shown back or logged.
+    #[arg(long = "secret", value_parser = parse_key_value)]
+    secrets: Vec<(String, String)>,
 }
 
 impl DeployCommand {
     pub(crate) async fn run(self, client: &Client) -> anyhow::Result<()> {
         let bytes = std::fs::read(&self.component)
             .with_context(|| format!("reading component {}", self.component.display()))?;
+        // Settings first, so the first invocation already sees them.
+        if !self.config.is_empty() || !self.secrets.is_empty() {
+            put_settings(client, &self.name, &self.config, &self.secrets).await?;
+        }
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(queue) = &self.queue {
             query.push(("queue", queue.clone()));

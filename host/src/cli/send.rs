@@ -7,7 +7,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::json;
 
-use super::client::{Client, entity_path};
+use super::client::{Client, entity_path, parse_key_value};
 use crate::clock;
 
 /// Send a message to a queue.
@@ -43,14 +43,8 @@ pub(crate) struct SendCommand {
     #[arg(long, default_value = "application/json")]
     content_type: String,
     /// A user property `key=value` (repeatable).
-    #[arg(long = "property", value_parser = parse_property)]
+    #[arg(long = "property", value_parser = parse_key_value)]
     properties: Vec<(String, String)>,
-}
-
-fn parse_property(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`{text}` is not key=value"))
 }
 
 impl SendCommand {

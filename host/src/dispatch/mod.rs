@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::broker::{Broker, EntityPath, ReceiveMode, ReceivedMessage, SessionLockInfo};
-use crate::capability::HostContext;
+use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
 use crate::events::{Destination, EventSchema, Events, ProvisioningState, Subscription};
 use crate::functions::{Functions, Trigger};
@@ -95,6 +95,8 @@ pub struct Dispatcher {
     broker: Arc<Broker>,
     events: Arc<Events>,
     functions: Arc<Functions>,
+    /// What invocations' capabilities reach.
+    services: HostServices,
     settings: DispatchSettings,
     workers: Mutex<HashMap<WorkerKey, JoinHandle<()>>>,
 }
@@ -105,14 +107,14 @@ type Attempt = Result<Outcome, String>;
 impl Dispatcher {
     /// A dispatcher with no workers yet; call [`Dispatcher::reconcile`].
     pub fn new(
-        broker: Arc<Broker>,
-        events: Arc<Events>,
+        services: HostServices,
         functions: Arc<Functions>,
         settings: DispatchSettings,
     ) -> Dispatcher {
         Dispatcher {
-            broker,
-            events,
+            broker: services.broker.clone(),
+            events: services.events.clone(),
+            services,
             functions,
             settings,
             workers: Mutex::new(HashMap::new()),
@@ -322,12 +324,14 @@ impl Dispatcher {
             delivery_count = message.record.delivery_count,
         );
         let host = HostContext::new(
-            function,
-            invocation_id,
-            correlation_id,
-            deployed.record.limits.log_budget_bytes(),
-            self.broker.clone(),
-            self.events.clone(),
+            Invocation {
+                function: function.to_string(),
+                invocation_id,
+                correlation_id,
+                log_budget: deployed.record.limits.log_budget_bytes(),
+                settings: self.functions.settings(function),
+            },
+            self.services.clone(),
         );
         let started = Instant::now();
         let invocation = self

@@ -18,7 +18,9 @@ mod generated {
     });
 }
 
-pub use generated::sluice::handler::{log, publisher, receiver, sender, types};
+pub use generated::sluice::handler::{
+    config, keyvalue, log, publisher, receiver, secrets, sender, types,
+};
 pub use generated::{Handler, HandlerPre};
 
 use crate::broker::{DeadLetterInfo, ReceivedMessage};

@@ -5,11 +5,12 @@
 //!
 //! | tree         | key                              | value                          |
 //! |--------------|----------------------------------|--------------------------------|
-//! | `entities`   | `queue/<name>`, `topic/<name>`, `subscription/<topic>/<name>` | JSON record |
+//! | `entities`   | `queue/<name>`, `topic/<name>`, `subscription/<topic>/<name>`, `settings/<function>` | JSON record |
 //! | `messages`   | `<entity> 0x00 <tag> <seq:u64be>` | [`codec`]-encoded message     |
 //! | `functions`  | `<function name>`                | JSON record                    |
 //! | `components` | `<sha256 of component>`          | the uploaded component bytes   |
 //! | `compiled`   | `<sha256>/<engine hash>`         | wasmtime's precompiled artifact |
+//! | `state`      | `<function> 0x00 <key>`          | a function's key-value entry ([`crate::keyvalue`]) |
 //!
 //! All messages of all queues share one tree so that a fan-out to many
 //! queues, or a move to a dead-letter queue, is a single atomic batch.
@@ -65,6 +66,7 @@ struct Inner {
     functions: sled::Tree,
     components: sled::Tree,
     compiled: sled::Tree,
+    state: sled::Tree,
     committer: Committer,
 }
 
@@ -83,6 +85,7 @@ impl Store {
             functions: db.open_tree("functions")?,
             components: db.open_tree("components")?,
             compiled: db.open_tree("compiled")?,
+            state: db.open_tree("state")?,
             committer: Committer::start(db.clone(), durability),
             db,
         };
@@ -114,6 +117,11 @@ impl Store {
     /// Precompiled components, by content hash and engine compatibility hash.
     pub fn compiled(&self) -> &sled::Tree {
         &self.inner.compiled
+    }
+
+    /// Functions' key-value state.
+    pub fn state(&self) -> &sled::Tree {
+        &self.inner.state
     }
 
     /// Waits until every change applied before this call is on disk.
