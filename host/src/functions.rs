@@ -42,6 +42,14 @@ pub enum FunctionError {
     /// A limit is out of range.
     #[error("invalid function limits: {0}")]
     InvalidLimits(String),
+    /// No such version of the function.
+    #[error("function `{name}` has no version {version}")]
+    VersionNotFound {
+        /// The function.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
     /// Config or secrets break a limit.
     #[error("invalid function settings: {0}")]
     InvalidSettings(String),
@@ -165,6 +173,9 @@ pub struct FunctionRecord {
     pub trigger: Trigger,
     /// Its limits.
     pub limits: FunctionLimits,
+    /// Set when this version re-deployed an earlier one (a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<u32>,
 }
 
 /// A function's configuration and secrets, kept apart from its deploys (a
@@ -219,6 +230,12 @@ impl FunctionSettings {
 
 fn settings_key(name: &str) -> String {
     format!("settings/{name}")
+}
+
+/// Every deployed version is kept (its component stays stored by hash), so
+/// any of them can be rolled back to.
+fn version_key(name: &str, version: u32) -> String {
+    format!("version/{name}/{version:010}")
 }
 
 /// A function ready to invoke.
@@ -355,6 +372,7 @@ impl Functions {
         component: Vec<u8>,
         trigger: Trigger,
         limits: FunctionLimits,
+        rolled_back_from: Option<u32>,
     ) -> Result<Arc<DeployedFunction>, FunctionError> {
         validate_name(name)?;
         limits.validate()?;
@@ -370,11 +388,16 @@ impl Functions {
             deployed_at: clock::to_rfc3339(clock::now_ms()),
             trigger,
             limits,
+            rolled_back_from,
         };
         let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
             tree: "functions",
             detail: e.to_string(),
         })?;
+        self.store
+            .entities()
+            .insert(version_key(name, version), json.clone())
+            .map_err(StoreError::from)?;
         self.store
             .components()
             .insert(&hash, component)
@@ -407,12 +430,75 @@ impl Functions {
             .entities()
             .remove(settings_key(name))
             .map_err(StoreError::from)?;
+        for entry in self
+            .store
+            .entities()
+            .scan_prefix(format!("version/{name}/"))
+        {
+            let (key, _) = entry.map_err(StoreError::from)?;
+            self.store
+                .entities()
+                .remove(key)
+                .map_err(StoreError::from)?;
+        }
         self.store.commit().await?;
         self.settings
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         Ok(removed.record.clone())
+    }
+
+    /// Every version of a function, oldest first.
+    pub fn versions(&self, name: &str) -> Result<Vec<FunctionRecord>, FunctionError> {
+        let mut out = Vec::new();
+        for entry in self
+            .store
+            .entities()
+            .scan_prefix(format!("version/{name}/"))
+        {
+            let (_, value) = entry.map_err(StoreError::from)?;
+            out.push(
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    tree: "entities",
+                    detail: format!("a version of `{name}`: {e}"),
+                })?,
+            );
+        }
+        if out.is_empty() {
+            // Deployed before versions were kept: the current one is all there is.
+            out.extend(self.get(name).map(|f| f.record.clone()));
+        }
+        if out.is_empty() {
+            return Err(FunctionError::NotFound(name.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// One stored version with its component bytes, for a rollback.
+    pub fn version_component(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<(FunctionRecord, Vec<u8>), FunctionError> {
+        let record = self
+            .versions(name)?
+            .into_iter()
+            .find(|r| r.version == version)
+            .ok_or_else(|| FunctionError::VersionNotFound {
+                name: name.to_string(),
+                version,
+            })?;
+        let bytes = self
+            .store
+            .components()
+            .get(&record.component_hash)
+            .map_err(StoreError::from)?
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: "components",
+                detail: format!("component {} is missing", record.component_hash),
+            })?;
+        Ok((record, bytes.to_vec()))
     }
 
     /// A function's settings (empty when none were set).

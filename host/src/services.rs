@@ -120,6 +120,37 @@ impl Sluice {
         trigger: Trigger,
         limits: FunctionLimits,
     ) -> Result<FunctionRecord, DeployError> {
+        self.deploy_version(name, component, trigger, limits, None)
+            .await
+    }
+
+    /// Deploys an earlier version again, as a new version with its
+    /// component, trigger and limits; `None` means the one before the current.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<FunctionRecord, DeployError> {
+        let current = self
+            .functions
+            .get(name)
+            .ok_or_else(|| FunctionError::NotFound(name.to_string()))?
+            .record
+            .version;
+        let target = version.unwrap_or(current.saturating_sub(1));
+        let (record, component) = self.functions.version_component(name, target)?;
+        self.deploy_version(name, component, record.trigger, record.limits, Some(target))
+            .await
+    }
+
+    async fn deploy_version(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        trigger: Trigger,
+        limits: FunctionLimits,
+        rolled_back_from: Option<u32>,
+    ) -> Result<FunctionRecord, DeployError> {
         match &trigger {
             Trigger::Queue(queue) if !self.broker.has_queue(queue) => {
                 return Err(DeployError::TriggerQueueNotFound(queue.clone()));
@@ -132,7 +163,7 @@ impl Sluice {
         let previous = self.functions.get(name).map(|f| f.record.trigger.clone());
         let deployed = self
             .functions
-            .deploy(name, component, trigger.clone(), limits)
+            .deploy(name, component, trigger.clone(), limits, rolled_back_from)
             .await?;
         if let Some(Trigger::Topic { topic, .. }) = &previous {
             let moved = !matches!(&trigger, Trigger::Topic { topic: t, .. } if t == topic);

@@ -1,9 +1,10 @@
-//! Deploying components: validation against the world and clear refusals.
+//! Deploying components: validation against the world, clear refusals,
+//! versions and rollback.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Host, VALIDATE_ORDER, component};
+use crate::support::{ALWAYS_FAILS, Host, STATEFUL, VALIDATE_ORDER, component};
 
 async fn upload(host: &Host, bytes: Vec<u8>, trigger: &str) -> (StatusCode, Value) {
     let r = host
@@ -124,4 +125,67 @@ async fn deploy_needs_an_existing_trigger_and_redeploy_makes_a_new_version() {
         .await
         .expect("delete");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_version_is_listed_and_a_rollback_redeploys_an_earlier_one_as_a_new_version() {
+    let host = Host::start().await;
+    host.create_queue("jobs", json!({ "maxDeliveryCount": 1 }))
+        .await;
+    host.create_queue("results", json!({})).await;
+    // v1 answers `count` on `results`; v2 fails everything.
+    let r = host
+        .deploy("worker", &component(STATEFUL), "queue=jobs")
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = host
+        .deploy(
+            "worker",
+            &component(ALWAYS_FAILS),
+            "queue=jobs&timeoutSecs=5",
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(host.send("jobs", "count").await.status(), 201);
+    host.wait_for_messages("jobs/$DeadLetterQueue", 1).await;
+
+    let versions = host.get_json("/api/functions/worker/versions").await;
+    let versions = versions.as_array().expect("an array");
+    assert_eq!(versions.len(), 2);
+    assert_ne!(versions[0]["componentHash"], versions[1]["componentHash"]);
+    assert_eq!(versions[1]["limits"]["timeoutSecs"], 5);
+    for v in versions {
+        assert!(v["componentSize"].as_u64().is_some_and(|n| n > 0), "{v}");
+        assert!(
+            v["deployedAt"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{v}"
+        );
+        assert_eq!(v["trigger"]["queue"], "jobs");
+    }
+
+    let r = host
+        .http
+        .post(host.at("/api/functions/worker/rollback"))
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let rolled: Value = r.json().await.expect("json");
+    assert_eq!(rolled["version"], 3);
+    assert_eq!(rolled["rolledBackFrom"], 1);
+    assert_eq!(rolled["componentHash"], versions[0]["componentHash"]);
+    assert_eq!(rolled["limits"]["timeoutSecs"], 30, "v1's limits came back");
+
+    // The first version's behaviour is back.
+    assert_eq!(host.send("jobs", "count").await.status(), 201);
+    let results = host.wait_for_messages("results", 1).await;
+    assert_eq!(results[0]["body"], "1");
+
+    let r = host
+        .http
+        .post(host.at("/api/functions/worker/rollback?version=9"))
+        .send()
+        .await
+        .expect("rollback");
+    assert_eq!(r.status(), 404);
 }

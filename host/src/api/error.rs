@@ -187,7 +187,9 @@ impl From<FunctionError> for ApiError {
     fn from(e: FunctionError) -> Self {
         let message = e.to_string();
         match &e {
-            FunctionError::NotFound(_) => ApiError::not_found(message),
+            FunctionError::NotFound(_) | FunctionError::VersionNotFound { .. } => {
+                ApiError::not_found(message)
+            }
             FunctionError::InvalidName(_)
             | FunctionError::InvalidLimits(_)
             | FunctionError::InvalidSettings(_) => ApiError::bad_request(message),

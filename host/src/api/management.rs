@@ -6,6 +6,8 @@
 //! | `PUT /api/functions/{name}?queue=Q`             | deploy (body: component bytes)      |
 //! | `PUT /api/functions/{name}?topic=T&eventTypes=a,b` | deploy with a topic trigger      |
 //! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
+//! | `GET /api/functions/{name}/versions`            | every version (hash, size, deploy time, trigger, limits) |
+//! | `POST /api/functions/{name}/rollback[?version=N]` | deploy version N (default: the previous) again, as a new version |
 //! | `GET`, `PUT /api/functions/{name}/settings`     | config and secrets (`{"config":{..},"secrets":{..}}`; secret values never shown) |
 //! | `GET /api/queues`, `PUT`/`GET`/`DELETE /api/queues/{name}` | queues (PUT body: properties JSON, optional) |
 //! | `GET /api/messages/{entity}?from=1&max=32`      | peek (e.g. `fulfil/$DeadLetterQueue`) |
@@ -44,6 +46,17 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         (Some("functions"), [name]) => function(sluice, name, request).await,
         (Some("functions"), [name, settings]) if settings == "settings" => {
             function_settings(sluice, name, request).await
+        }
+        (Some("functions"), [name, versions])
+            if versions == "versions" && method == Method::GET =>
+        {
+            json(StatusCode::OK, &sluice.functions.versions(name)?)
+        }
+        (Some("functions"), [name, rollback])
+            if rollback == "rollback" && method == Method::POST =>
+        {
+            let version = request.query_number("version")?;
+            json(StatusCode::OK, &sluice.rollback(name, version).await?)
         }
         (Some("queues"), []) if method == Method::GET => {
             json(StatusCode::OK, &sluice.broker.list_queues())

@@ -1,4 +1,4 @@
-//! `sluice function`: list and delete functions, and set their config and secrets.
+//! `sluice function`: list, delete and roll back functions, and set their config and secrets.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -13,6 +13,19 @@ pub(crate) enum FunctionCommand {
     Delete {
         /// The function's name.
         name: String,
+    },
+    /// Every version of a function: hash, size, deploy time, trigger, limits.
+    Versions {
+        /// The function's name.
+        name: String,
+    },
+    /// Deploy an earlier version again (as a new version).
+    Rollback {
+        /// The function's name.
+        name: String,
+        /// The version to go back to (default: the one before the current).
+        #[arg(long)]
+        version: Option<u32>,
     },
     /// Show a function's config and secret names, or replace them: the given
     /// `--config` and `--secret` entries become the whole settings.
@@ -53,6 +66,24 @@ impl FunctionCommand {
                 config,
                 secrets,
             } => put_settings(client, &name, &config, &secrets).await?,
+            FunctionCommand::Versions { name } => {
+                client
+                    .json(client.request(
+                        Method::GET,
+                        &format!("/api/functions/{}/versions", segment(&name)),
+                    ))
+                    .await?
+            }
+            FunctionCommand::Rollback { name, version } => {
+                let mut request = client.request(
+                    Method::POST,
+                    &format!("/api/functions/{}/rollback", segment(&name)),
+                );
+                if let Some(version) = version {
+                    request = request.query(&[("version", version.to_string())]);
+                }
+                client.json(request).await?
+            }
             FunctionCommand::Delete { name } => {
                 client
                     .json(client.request(
