@@ -21,6 +21,8 @@
 //! - [`functions`]: deployed functions, precompiled and stored, with their
 //!   config and secrets.
 //! - [`dispatch`]: triggers that drain queues into handlers and settle.
+//! - [`trace`]: W3C trace context on every message and event, and the
+//!   recorded steps of each transaction (by correlation id).
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
 //!   keeps the policies durably.
 //! - [`api`]: the HTTP front door (management, Service Bus REST, Event Grid publish).
@@ -43,6 +45,7 @@ pub mod keyvalue;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 
 mod services;
 

@@ -15,6 +15,7 @@ use crate::functions::{FunctionError, FunctionLimits, FunctionRecord, Functions,
 use crate::keyvalue::{KeyValue, KeyValueError};
 use crate::runtime::Runtime;
 use crate::store::{Durability, Store};
+use crate::trace::Traces;
 
 /// How to open a host.
 #[derive(Clone, Debug)]
@@ -64,6 +65,8 @@ pub struct Sluice {
     pub access: Arc<Access>,
     /// Functions' key-value state.
     pub kv: Arc<KeyValue>,
+    /// Recorded workflow steps.
+    pub traces: Arc<Traces>,
 }
 
 impl Sluice {
@@ -91,11 +94,14 @@ impl Sluice {
         tokio::spawn(broker.clone().run_maintenance());
         let kv = Arc::new(KeyValue::new(store.clone()));
         tokio::spawn(kv.clone().run_sweeper());
+        let traces = Arc::new(Traces::new(store.clone()));
+        tokio::spawn(traces.clone().run_sweeper());
         let dispatcher = Arc::new(Dispatcher::new(
             HostServices {
                 broker: broker.clone(),
                 events: events.clone(),
                 kv: kv.clone(),
+                traces: traces.clone(),
             },
             functions.clone(),
             config.dispatch,
@@ -109,6 +115,7 @@ impl Sluice {
             dispatcher,
             access,
             kv,
+            traces,
         }))
     }
 

@@ -20,4 +20,5 @@ mod queue_features;
 mod queues;
 mod restart;
 mod sdks;
+mod trace;
 mod webhooks;

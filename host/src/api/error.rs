@@ -105,6 +105,12 @@ impl ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        store_error(&e)
+    }
+}
+
 fn store_error(e: &StoreError) -> ApiError {
     tracing::error!(error = %e, "store failure on the request path");
     ApiError::new(

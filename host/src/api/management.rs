@@ -14,6 +14,7 @@
 //! | `/api/topics/...`                               | Event Grid topics, keys, subscriptions, dead letters ([`event_grid`]) |
 //! | `/api/servicebus/topics/...`                    | Service Bus topics, subscriptions, rules ([`bus_topics`]) |
 //! | `/api/receive`, `/api/resubmit`, `/api/sessions/...` | data-plane extras ([`data`])   |
+//! | `GET /api/traces/{id}`                          | the recorded steps of one transaction, by correlation or trace id ([`crate::trace`]) |
 //!
 //! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`, `maxLogKib`.
 
@@ -89,9 +90,30 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             json(StatusCode::OK, &policies)
         }
         (Some("policies"), [name]) => policy(sluice, name, request).await,
-        (Some("functions" | "queues" | "messages" | "sessions" | "servicebus" | "policies"), _) => {
-            Err(ApiError::method_not_allowed(&method, &path))
+        (Some("traces"), [id]) if method == Method::GET => {
+            let steps = sluice.traces.steps(id)?;
+            if steps.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "no steps recorded for correlation or trace id `{id}` (steps are kept {} h)",
+                    crate::trace::RETENTION.as_secs() / 3600
+                )));
+            }
+            let mut trace_ids: Vec<&str> =
+                steps.iter().filter_map(|s| s.trace_id.as_deref()).collect();
+            trace_ids.sort_unstable();
+            trace_ids.dedup();
+            json(
+                StatusCode::OK,
+                &json!({ "id": id, "traceIds": trace_ids, "steps": steps }),
+            )
         }
+        (
+            Some(
+                "functions" | "queues" | "messages" | "sessions" | "servicebus" | "policies"
+                | "traces",
+            ),
+            _,
+        ) => Err(ApiError::method_not_allowed(&method, &path)),
         _ => Err(ApiError::not_found(format!(
             "no such endpoint: {path}; the management API has /api/functions, /api/queues, /api/messages and /api/topics"
         ))),

@@ -25,6 +25,7 @@
 //! Message properties travel in the `BrokerProperties` JSON header; user
 //! properties as plain headers (string values quoted, as Service Bus does).
 
+use crate::trace::{TRACEPARENT, TraceParent};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -181,8 +182,12 @@ fn new_message(
     body: Vec<u8>,
     props: BrokerProperties,
     content_type: Option<String>,
-    user_properties: Vec<(String, String)>,
+    mut user_properties: Vec<(String, String)>,
+    caller: Option<&TraceParent>,
 ) -> Result<NewMessage, ApiError> {
+    // Every message carries trace context: its own, else a span of the
+    // sending request's, else a new trace.
+    crate::trace::ensure_traceparent(&mut user_properties, caller);
     let scheduled_at_ms = match &props.scheduled_enqueue_time_utc {
         None => None,
         Some(text) => Some(parse_http_or_rfc3339(text).ok_or_else(|| {
@@ -266,6 +271,7 @@ async fn send(sluice: &Sluice, entity: &EntityPath, request: ApiRequest) -> ApiR
             Some((name.as_str().to_string(), unquote(value.to_str().ok()?)))
         })
         .collect();
+    let caller = request.header(TRACEPARENT).and_then(TraceParent::parse);
     let body = request.body(MAX_SEND_BYTES).await?;
     let messages = if content_type
         .as_deref()
@@ -287,6 +293,7 @@ async fn send(sluice: &Sluice, entity: &EntityPath, request: ApiRequest) -> ApiR
                     item.broker_properties,
                     None,
                     json_properties(item.user_properties),
+                    caller.as_ref(),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -296,6 +303,7 @@ async fn send(sluice: &Sluice, entity: &EntityPath, request: ApiRequest) -> ApiR
             props,
             content_type,
             user_properties,
+            caller.as_ref(),
         )?]
     };
     sluice.broker.send(&entity.queue, messages).await?;

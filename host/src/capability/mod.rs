@@ -22,6 +22,7 @@ use crate::events::Events;
 use crate::functions::FunctionSettings;
 use crate::keyvalue::KeyValue;
 use crate::runtime::bindings::types;
+use crate::trace::{Step, StepKind, TraceParent, Traces};
 
 /// The host services capabilities reach; cloned into every invocation.
 #[derive(Clone)]
@@ -32,6 +33,8 @@ pub struct HostServices {
     pub events: Arc<Events>,
     /// Functions' key-value state.
     pub kv: Arc<KeyValue>,
+    /// Recorded workflow steps.
+    pub traces: Arc<Traces>,
 }
 
 /// Who is being invoked, and with what.
@@ -46,6 +49,8 @@ pub struct Invocation {
     pub log_budget: usize,
     /// The function's config and secrets, as of the invocation's start.
     pub settings: Arc<FunctionSettings>,
+    /// The invocation's span: what it sends or publishes continues it.
+    pub trace: TraceParent,
 }
 
 /// Per-invocation state behind the guest's imports.
@@ -58,9 +63,11 @@ pub struct HostContext {
     /// Whether records were dropped for want of budget (reported once).
     log_dropped: bool,
     settings: Arc<FunctionSettings>,
+    trace: TraceParent,
     broker: Arc<Broker>,
     events: Arc<Events>,
     kv: Arc<KeyValue>,
+    traces: Arc<Traces>,
 }
 
 impl HostContext {
@@ -73,10 +80,44 @@ impl HostContext {
             log_budget: invocation.log_budget,
             log_dropped: false,
             settings: invocation.settings,
+            trace: invocation.trace,
             broker: services.broker,
             events: services.events,
             kv: services.kv,
+            traces: services.traces,
         }
+    }
+
+    /// Records a send or publish of this invocation as a step of its transaction.
+    fn record(&self, kind: StepKind, entity: &str, result: Result<(), String>) {
+        let Some(correlation_id) = &self.correlation_id else {
+            return;
+        };
+        let (outcome, reason) = match result {
+            Ok(()) => (
+                match kind {
+                    StepKind::Publish => "published",
+                    _ => "sent",
+                },
+                None,
+            ),
+            Err(reason) => ("error", Some(reason)),
+        };
+        self.traces.record(
+            correlation_id,
+            &Step {
+                correlation_id: String::new(),
+                at: crate::clock::to_rfc3339(crate::clock::now_ms()),
+                kind,
+                function: Some(self.function.clone()),
+                entity: entity.to_string(),
+                outcome: outcome.to_string(),
+                reason,
+                duration_ms: 0.0,
+                delivery_count: None,
+                trace_id: Some(self.trace.trace_id.clone()),
+            },
+        );
     }
 
     /// The function being invoked.

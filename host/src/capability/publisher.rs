@@ -1,4 +1,6 @@
-//! `sluice:handler/publisher`: a guest publishes an event to a topic.
+//! `sluice:handler/publisher`: a guest publishes an event to a topic. The
+//! event inherits the invocation's correlation id and continues its trace
+//! (CloudEvents `correlationid` and `traceparent` extensions).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use crate::clock;
 use crate::events::{Event, EventSchema, EventsError};
 use crate::runtime::bindings::publisher::Host;
 use crate::runtime::bindings::types::{CapabilityError, OutgoingEvent};
+use crate::trace::{StepKind, TRACEPARENT};
 
 impl Host for HostContext {
     async fn publish(
@@ -31,6 +34,7 @@ impl Host for HostContext {
         if let Some(correlation) = &self.correlation_id {
             extensions.insert("correlationid".to_string(), correlation.clone().into());
         }
+        extensions.insert(TRACEPARENT.to_string(), self.trace.header().into());
         let event = Event {
             id: if event.id.is_empty() {
                 uuid::Uuid::new_v4().to_string()
@@ -48,7 +52,13 @@ impl Host for HostContext {
             extensions,
             schema: EventSchema::EventGrid,
         };
-        match self.events.publish(&topic, vec![event]).await {
+        let published = self.events.publish(&topic, vec![event]).await;
+        self.record(
+            StepKind::Publish,
+            &topic,
+            published.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        match published {
             Ok(_) => Ok(()),
             Err(EventsError::TopicNotFound(_)) => Err(CapabilityError::NotFound(format!(
                 "topic `{topic}` does not exist"

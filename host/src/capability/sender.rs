@@ -1,9 +1,11 @@
-//! `sluice:handler/sender`: a guest sends a message to a queue.
+//! `sluice:handler/sender`: a guest sends a message to a queue. The message
+//! inherits the invocation's correlation id and continues its trace.
 
 use super::HostContext;
 use crate::broker::{BrokerError, NewMessage};
 use crate::runtime::bindings::sender::Host;
 use crate::runtime::bindings::types::{CapabilityError, OutgoingMessage};
+use crate::trace::{StepKind, TRACEPARENT, TraceParent};
 
 impl Host for HostContext {
     async fn send(
@@ -11,6 +13,11 @@ impl Host for HostContext {
         queue: String,
         message: OutgoingMessage,
     ) -> Result<u64, CapabilityError> {
+        let mut user_properties = message.user_properties;
+        if TraceParent::from_properties(&user_properties).is_none() {
+            user_properties.retain(|(k, _)| !k.eq_ignore_ascii_case(TRACEPARENT));
+            user_properties.push((TRACEPARENT.to_string(), self.trace.header()));
+        }
         let message = NewMessage {
             message_id: message.message_id,
             body: message.body,
@@ -20,10 +27,16 @@ impl Host for HostContext {
                 .correlation_id
                 .or_else(|| self.correlation_id.clone()),
             subject: message.subject,
-            user_properties: message.user_properties,
+            user_properties,
             ..NewMessage::default()
         };
-        match self.broker.send(&queue, vec![message]).await {
+        let sent = self.broker.send(&queue, vec![message]).await;
+        self.record(
+            StepKind::Send,
+            &queue,
+            sent.as_ref().map(|_| ()).map_err(ToString::to_string),
+        );
+        match sent {
             Ok(seqs) => Ok(seqs.first().copied().unwrap_or_default()),
             Err(BrokerError::QueueNotFound(_)) => Err(CapabilityError::NotFound(format!(
                 "queue `{queue}` does not exist"

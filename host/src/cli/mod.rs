@@ -15,6 +15,7 @@ mod sas;
 mod send;
 mod serve;
 mod topic;
+mod trace;
 
 use clap::{Parser, Subcommand};
 
@@ -65,6 +66,8 @@ enum Command {
     Publish(publish::PublishCommand),
     /// Send a message to a queue.
     Send(send::SendCommand),
+    /// Show the steps of one business transaction (by correlation id).
+    Trace(trace::TraceCommand),
     /// Shared access signatures: tokens and policies.
     #[command(subcommand)]
     Sas(sas::SasCommand),
@@ -84,6 +87,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Bus(cmd) => cmd.run(&client?).await,
         Command::Publish(cmd) => cmd.run(&client?).await,
         Command::Send(cmd) => cmd.run(&client?).await,
+        Command::Trace(cmd) => cmd.run(&client?).await,
         Command::Sas(cmd) => {
             cmd.run(&cli.url, cli.connection_string.as_deref(), &client?)
                 .await

@@ -21,6 +21,7 @@ use crate::clock;
 use crate::events::dead_letter::{AttemptRecord, outcome, outcome_of_status};
 use crate::events::{Destination, EventSchema, RetryPolicy, WebhookDestination, schema, webhook};
 use crate::runtime::{Input, Outcome};
+use crate::trace::{StepKind, TRACEPARENT};
 
 /// Event Grid's dead-letter reason after the last attempt.
 pub const MAX_DELIVERY_ATTEMPTS_EXCEEDED: &str = "MaxDeliveryAttemptsExceeded";
@@ -35,6 +36,9 @@ const JITTER: f64 = 0.1;
 /// One subscription's delivery settings, from its worker key.
 pub(super) struct Target<'a> {
     pub(super) name: &'a str,
+    /// The queue or URL delivered to (recorded as a step); `None` for
+    /// functions, whose invocations are recorded themselves.
+    pub(super) delivered_to: Option<&'a str>,
     pub(super) schema: EventSchema,
     pub(super) max_attempts: u32,
     pub(super) ttl_minutes: u32,
@@ -103,8 +107,14 @@ impl Dispatcher {
         else {
             return;
         };
+        let delivered_to = match destination {
+            Destination::Function(_) => None,
+            Destination::Queue(queue) => Some(queue.as_str()),
+            Destination::Webhook(hook) => Some(hook.endpoint_url.as_str()),
+        };
         let target = Target {
             name,
+            delivered_to,
             schema: *schema,
             max_attempts: *max_attempts,
             ttl_minutes: *ttl_minutes,
@@ -185,13 +195,7 @@ impl Dispatcher {
             );
         }
         let attempt = self
-            .invoke_with_renewal(
-                path,
-                message,
-                function,
-                message.record.correlation_id.clone(),
-                Input::Event(&event),
-            )
+            .invoke_with_renewal(path, message, function, Input::Event(&event))
             .await;
         match attempt {
             Ok(Outcome::Complete) => Verdict::Delivered,
@@ -214,7 +218,16 @@ impl Dispatcher {
             content_type: Some("application/json".into()),
             correlation_id: record.correlation_id.clone(),
             subject: schema::from_wire(&record.body).ok().and_then(|e| e.subject),
-            user_properties: vec![("aeg-event-type".into(), event_type)],
+            // The event's trace context travels on with it.
+            user_properties: std::iter::once(("aeg-event-type".to_string(), event_type))
+                .chain(
+                    record
+                        .user_properties
+                        .iter()
+                        .filter(|(k, _)| k == TRACEPARENT)
+                        .cloned(),
+                )
+                .collect(),
             ..NewMessage::default()
         };
         match self.broker.send(queue, vec![forwarded]).await {
@@ -322,6 +335,23 @@ impl Dispatcher {
         let seq = message.sequence_number;
         let Some(lock) = message.lock else { return };
         let count = message.record.delivery_count;
+        if let Some(to) = target.delivered_to {
+            let (outcome, reason) = match &verdict {
+                Verdict::Delivered => ("delivered", None),
+                Verdict::Retry { reason, .. } => ("failed", Some(reason.clone())),
+                Verdict::DeadLetter { info, .. } => ("failed", Some(info.description.clone())),
+            };
+            self.record_step(message, StepKind::Deliver, to, outcome, reason);
+        }
+        if let Verdict::DeadLetter { info, .. } = &verdict {
+            self.record_step(
+                message,
+                StepKind::DeadLetter,
+                &path.queue,
+                "dead-lettered",
+                Some(format!("{}: {}", info.reason, info.description)),
+            );
+        }
         let result = match verdict {
             Verdict::Delivered => self.broker.complete(path, seq, lock.token).await,
             Verdict::DeadLetter { attempt, info } => {
@@ -338,6 +368,13 @@ impl Dispatcher {
                         "not delivered after {count} attempts; last error: {reason}"
                     ),
                 };
+                self.record_step(
+                    message,
+                    StepKind::DeadLetter,
+                    &path.queue,
+                    "dead-lettered",
+                    Some(format!("{}: {}", info.reason, info.description)),
+                );
                 self.broker
                     .dead_letter(path, seq, lock.token, info, &attempt.properties())
                     .await

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::broker::{Broker, EntityPath, ReceiveMode, ReceivedMessage, SessionLockInfo};
+use crate::broker::{Abandoned, Broker, EntityPath, ReceiveMode, ReceivedMessage, SessionLockInfo};
 use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
 use crate::events::{Destination, EventSchema, Events, ProvisioningState, Subscription};
 use crate::functions::{Functions, Trigger};
 use crate::runtime::{Input, Outcome};
+use crate::trace::{Step, StepKind, TraceParent};
 
 /// How long one receive call waits before a worker looks around again.
 const RECEIVE_WAIT: Duration = Duration::from_secs(5);
@@ -288,15 +289,8 @@ impl Dispatcher {
         let Some(function) = key.function() else {
             return;
         };
-        let correlation = message.record.correlation_id.clone();
         let attempt = self
-            .invoke_with_renewal(
-                &path,
-                &message,
-                function,
-                correlation,
-                Input::Message(&message),
-            )
+            .invoke_with_renewal(&path, &message, function, Input::Message(&message))
             .await;
         self.settle(&path, &message, attempt).await;
     }
@@ -307,12 +301,17 @@ impl Dispatcher {
         path: &EntityPath,
         message: &ReceivedMessage,
         function: &str,
-        correlation_id: Option<String>,
         input: Input<'_>,
     ) -> Attempt {
         let Some(deployed) = self.functions.get(function) else {
             return Err(format!("function `{function}` is not deployed"));
         };
+        let correlation_id = correlation_of(message);
+        // The invocation is a span of the trace the message carries.
+        let trace = TraceParent::from_properties(&message.record.user_properties)
+            .unwrap_or_else(TraceParent::new_root)
+            .child();
+        let trace_id = trace.trace_id.clone();
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
         let span = tracing::info_span!(
             "invoke",
@@ -327,13 +326,15 @@ impl Dispatcher {
             Invocation {
                 function: function.to_string(),
                 invocation_id,
-                correlation_id,
+                correlation_id: Some(correlation_id.clone()),
                 log_budget: deployed.record.limits.log_budget_bytes(),
                 settings: self.functions.settings(function),
+                trace,
             },
             self.services.clone(),
         );
         let started = Instant::now();
+        let started_ms = clock::now_ms();
         let invocation = self
             .functions
             .runtime()
@@ -351,16 +352,71 @@ impl Dispatcher {
         };
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
+        let attempt = match result {
             Ok(outcome) => {
-                tracing::info!(?outcome, elapsed_ms, "handler finished");
+                // Debug, not info: one line per invocation costs real throughput;
+                // the trace step below keeps the record.
+                tracing::debug!(?outcome, elapsed_ms, "handler finished");
                 Ok(outcome)
             }
             Err(e) => {
                 tracing::warn!(error = %e, elapsed_ms, "handler failed");
                 Err(e.to_string())
             }
-        }
+        };
+        let (outcome, reason) = match &attempt {
+            Ok(Outcome::Complete) => ("complete", None),
+            Ok(Outcome::Abandon(reason)) => ("abandon", Some(reason.clone())),
+            Ok(Outcome::DeadLetter(info)) => (
+                "dead-letter",
+                Some(format!("{}: {}", info.reason, info.description)),
+            ),
+            Err(reason) => ("error", Some(reason.clone())),
+        };
+        self.services.traces.record_at(
+            &correlation_id,
+            &Step {
+                correlation_id: String::new(),
+                at: clock::to_rfc3339(started_ms),
+                kind: StepKind::Invoke,
+                function: Some(function.to_string()),
+                entity: path.to_string(),
+                outcome: outcome.to_string(),
+                reason,
+                duration_ms: elapsed_ms,
+                delivery_count: Some(message.record.delivery_count),
+                trace_id: Some(trace_id),
+            },
+            started_ms,
+        );
+        attempt
+    }
+
+    /// Records a step without a function (a dead-letter, a delivery).
+    fn record_step(
+        &self,
+        message: &ReceivedMessage,
+        kind: StepKind,
+        entity: &str,
+        outcome: &str,
+        reason: Option<String>,
+    ) {
+        self.services.traces.record(
+            &correlation_of(message),
+            &Step {
+                correlation_id: String::new(),
+                at: clock::to_rfc3339(clock::now_ms()),
+                kind,
+                function: None,
+                entity: entity.to_string(),
+                outcome: outcome.to_string(),
+                reason,
+                duration_ms: 0.0,
+                delivery_count: Some(message.record.delivery_count),
+                trace_id: TraceParent::from_properties(&message.record.user_properties)
+                    .map(|t| t.trace_id),
+            },
+        );
     }
 
     /// Renews the lock at half its remaining time, until dropped.
@@ -394,20 +450,52 @@ impl Dispatcher {
         let result = match attempt {
             Ok(Outcome::Complete) => self.broker.complete(path, seq, lock.token).await,
             Ok(Outcome::DeadLetter(info)) => {
-                self.broker
+                let reason = format!("{}: {}", info.reason, info.description);
+                let done = self
+                    .broker
                     .dead_letter(path, seq, lock.token, info, &[])
-                    .await
+                    .await;
+                if done.is_ok() {
+                    self.record_step(
+                        message,
+                        StepKind::DeadLetter,
+                        &path.queue,
+                        "dead-lettered",
+                        Some(reason),
+                    );
+                }
+                done
             }
-            Ok(Outcome::Abandon(reason)) | Err(reason) => self
-                .broker
-                .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
-                .await
-                .map(|_| ()),
+            Ok(Outcome::Abandon(reason)) | Err(reason) => {
+                let abandoned = self
+                    .broker
+                    .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
+                    .await;
+                if let Ok(Abandoned::DeadLettered) = abandoned {
+                    self.record_step(
+                        message,
+                        StepKind::DeadLetter,
+                        &path.queue,
+                        "dead-lettered",
+                        Some(format!("MaxDeliveryCountExceeded: {reason}")),
+                    );
+                }
+                abandoned.map(|_| ())
+            }
         };
         if let Err(e) = result {
             tracing::warn!(entity = %path, seq, error = %e, "settlement failed; the message will be delivered again");
         }
     }
+}
+
+/// The transaction a message belongs to: its correlation id, else its own id.
+fn correlation_of(message: &ReceivedMessage) -> String {
+    message
+        .record
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| message.record.message_id.clone())
 }
 
 fn unreachable_renewal() -> Result<Outcome, crate::runtime::InvocationError> {

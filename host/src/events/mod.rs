@@ -30,6 +30,7 @@ use crate::auth;
 use crate::broker::{Broker, BrokerError, NewMessage, QueueProperties};
 use crate::clock;
 use crate::store::{Store, StoreError};
+use crate::trace::{self, TraceParent};
 pub use advanced_filter::AdvancedFilter;
 pub use schema::{Event, EventSchema, InvalidEvent};
 
@@ -908,9 +909,25 @@ impl Events {
     pub async fn publish(
         &self,
         topic: &str,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
     ) -> Result<PublishReport, EventsError> {
         let subscriptions = self.subscriptions(topic)?;
+        // Every event carries trace context: the publisher's, else a new trace.
+        let traces: Vec<String> = events
+            .iter_mut()
+            .map(|event| {
+                let existing = event
+                    .extensions
+                    .get(trace::TRACEPARENT)
+                    .and_then(Value::as_str)
+                    .and_then(TraceParent::parse);
+                let header = existing.unwrap_or_else(TraceParent::new_root).header();
+                event
+                    .extensions
+                    .insert(trace::TRACEPARENT.to_string(), header.clone().into());
+                header
+            })
+            .collect();
         let mut deliveries: Vec<(String, Vec<NewMessage>)> = Vec::new();
         let mut count = 0;
         let wires: Vec<[Value; 2]> = events
@@ -928,7 +945,7 @@ impl Events {
         {
             let schema = sub.delivery_schema();
             let mut messages = Vec::new();
-            for (event, wire) in events.iter().zip(&wires) {
+            for ((event, wire), traceparent) in events.iter().zip(&wires).zip(&traces) {
                 let wire = match schema {
                     EventSchema::EventGrid => &wire[0],
                     EventSchema::CloudEvents => &wire[1],
@@ -943,6 +960,7 @@ impl Events {
                     content_type: Some("application/json".into()),
                     correlation_id: correlation_of(event),
                     subject: Some(event.event_type.clone()),
+                    user_properties: vec![(trace::TRACEPARENT.to_string(), traceparent.clone())],
                     ..NewMessage::default()
                 });
             }

@@ -11,6 +11,7 @@
 //! | `components` | `<sha256 of component>`          | the uploaded component bytes   |
 //! | `compiled`   | `<sha256>/<engine hash>`         | wasmtime's precompiled artifact |
 //! | `state`      | `<function> 0x00 <key>`          | a function's key-value entry ([`crate::keyvalue`]) |
+//! | `traces`     | `<correlation id> 0x00 <ms:i64be> <n:u64be>` | a workflow step ([`crate::trace`]) |
 //!
 //! All messages of all queues share one tree so that a fan-out to many
 //! queues, or a move to a dead-letter queue, is a single atomic batch.
@@ -67,6 +68,7 @@ struct Inner {
     components: sled::Tree,
     compiled: sled::Tree,
     state: sled::Tree,
+    traces: sled::Tree,
     committer: Committer,
 }
 
@@ -86,6 +88,7 @@ impl Store {
             components: db.open_tree("components")?,
             compiled: db.open_tree("compiled")?,
             state: db.open_tree("state")?,
+            traces: db.open_tree("traces")?,
             committer: Committer::start(db.clone(), durability),
             db,
         };
@@ -122,6 +125,11 @@ impl Store {
     /// Functions' key-value state.
     pub fn state(&self) -> &sled::Tree {
         &self.inner.state
+    }
+
+    /// Recorded workflow steps.
+    pub fn traces(&self) -> &sled::Tree {
+        &self.inner.traces
     }
 
     /// Waits until every change applied before this call is on disk.

@@ -1,0 +1,356 @@
+//! Correlation and workflow progress: the steps of one business transaction.
+//!
+//! Every message and event carries W3C trace context ([`TraceParent`]): a
+//! message in its `traceparent` user property (`Diagnostic-Id`, which the
+//! Azure SDKs set, is read too), an event in the CloudEvents `traceparent`
+//! extension. Ingress gives one to whatever arrives without it; what a
+//! handler sends or publishes continues the trace of what it handles (same
+//! trace id, the invocation as parent).
+//!
+//! [`Traces`] records each step (an invocation, a send, a publish, a
+//! delivery, a dead-letter) under the transaction's correlation id and its
+//! trace id, so that `GET /api/traces/{id}` and `sluice trace` show the whole
+//! flow, retries and dead letters included, even where a handler gave the
+//! next message a correlation id of its own (the trace id joins the steps).
+//! Steps are diagnostics: they are written without waiting for a commit and
+//! kept for [`RETENTION`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock;
+use crate::store::{Store, StoreError};
+
+/// The user property (and CloudEvents extension) holding trace context.
+pub const TRACEPARENT: &str = "traceparent";
+/// The application property the Azure Service Bus SDKs use for the same.
+pub const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+/// How long steps are kept.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits: the span this one continues.
+    pub span_id: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // A failing OS random source leaves zeros: the ids are for correlation,
+    // not security, and a zero trace id is replaced below.
+    let _ = getrandom::fill(&mut buf);
+    if buf.iter().all(|b| *b == 0) {
+        buf[0] = 1;
+    }
+    hex::encode(buf)
+}
+
+impl TraceParent {
+    /// A new trace.
+    pub fn new_root() -> TraceParent {
+        TraceParent {
+            trace_id: random_hex(16),
+            span_id: random_hex(8),
+        }
+    }
+
+    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; `None` when malformed.
+    pub fn parse(text: &str) -> Option<TraceParent> {
+        let mut parts = text.trim().split('-');
+        let (version, trace_id, span_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let valid = hex(version, 2)
+            && version != "ff"
+            && hex(trace_id, 32)
+            && trace_id.bytes().any(|b| b != b'0')
+            && hex(span_id, 16)
+            && span_id.bytes().any(|b| b != b'0')
+            && hex(flags, 2);
+        valid.then(|| TraceParent {
+            trace_id: trace_id.to_string(),
+            span_id: span_id.to_string(),
+        })
+    }
+
+    /// A child: the same trace, a new span.
+    pub fn child(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id.clone(),
+            span_id: random_hex(8),
+        }
+    }
+
+    /// The header / property value (sampled).
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-01", self.trace_id, self.span_id)
+    }
+
+    /// The trace context a message's properties carry, if any.
+    pub fn from_properties(properties: &[(String, String)]) -> Option<TraceParent> {
+        properties
+            .iter()
+            .find(|(k, _)| {
+                k.eq_ignore_ascii_case(TRACEPARENT) || k.eq_ignore_ascii_case(DIAGNOSTIC_ID)
+            })
+            .and_then(|(_, v)| TraceParent::parse(v))
+    }
+}
+
+/// Gives a message's properties trace context when they carry none: a span
+/// of `caller` (e.g. the sending HTTP request's `traceparent`), else a new trace.
+pub fn ensure_traceparent(properties: &mut Vec<(String, String)>, caller: Option<&TraceParent>) {
+    if TraceParent::from_properties(properties).is_none() {
+        let context = caller.map_or_else(TraceParent::new_root, TraceParent::child);
+        properties.retain(|(k, _)| !k.eq_ignore_ascii_case(TRACEPARENT));
+        properties.push((TRACEPARENT.to_string(), context.header()));
+    }
+}
+
+/// What kind of step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepKind {
+    /// A handler ran on a message or event.
+    Invoke,
+    /// A handler sent a message.
+    Send,
+    /// A handler published an event.
+    Publish,
+    /// An event subscription delivered to a queue or webhook.
+    Deliver,
+    /// The message or event was moved to a dead-letter queue.
+    DeadLetter,
+}
+
+/// One step of a transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// When it happened (an invocation: when it started), RFC 3339.
+    pub at: String,
+    /// The transaction it belongs to (set when recorded).
+    #[serde(default)]
+    pub correlation_id: String,
+    /// What it was.
+    pub kind: StepKind,
+    /// The function, for invocations, sends and publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The entity it read from or wrote to.
+    pub entity: String,
+    /// `complete`, `abandon`, `dead-letter`, `error`, `sent`, `published`, `delivered`, ...
+    pub outcome: String,
+    /// Why, when it did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long it took.
+    pub duration_ms: f64,
+    /// The delivery count of the message or event handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_count: Option<u32>,
+    /// The W3C trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// The recorded steps, by correlation id.
+pub struct Traces {
+    store: Store,
+    /// Orders steps recorded in the same millisecond.
+    counter: AtomicU64,
+}
+
+/// Steps are stored twice: under `c/<correlation id> 0x00` and under
+/// `t/<trace id> 0x00`, each followed by the same `<ms:i64be><n:u64be>`.
+fn key_prefix(index: &str, id: &str) -> Vec<u8> {
+    let mut key = format!("{index}/{id}").into_bytes();
+    key.push(0);
+    key
+}
+
+/// The `<ms><n>` suffix that orders steps and identifies one across indexes.
+fn step_suffix(key: &[u8]) -> Option<[u8; 16]> {
+    let nul = key.iter().position(|b| *b == 0)?;
+    <[u8; 16]>::try_from(key.get(nul + 1..nul + 17)?).ok()
+}
+
+impl Traces {
+    /// The steps in `store`; call [`Traces::run_sweeper`] to drop old ones.
+    pub fn new(store: Store) -> Traces {
+        Traces {
+            store,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a step of the transaction `correlation_id`. Best effort: a
+    /// failure is logged, never returned to the caller's business.
+    pub fn record(&self, correlation_id: &str, step: &Step) {
+        self.record_at(correlation_id, step, clock::now_ms());
+    }
+
+    /// Records a step ordered at `at_ms` (an invocation is ordered by its
+    /// start, so that what it sent follows it).
+    pub fn record_at(&self, correlation_id: &str, step: &Step, at_ms: i64) {
+        let mut suffix = at_ms.to_be_bytes().to_vec();
+        suffix.extend_from_slice(&self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        let step = Step {
+            correlation_id: correlation_id.to_string(),
+            ..step.clone()
+        };
+        let result = serde_json::to_vec(&step)
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                let mut batch = sled::Batch::default();
+                let mut indexes = vec![key_prefix("c", correlation_id)];
+                indexes.extend(step.trace_id.as_deref().map(|t| key_prefix("t", t)));
+                for mut key in indexes {
+                    key.extend_from_slice(&suffix);
+                    batch.insert(key, value.clone());
+                }
+                self.store
+                    .traces()
+                    .apply_batch(batch)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            tracing::warn!(correlation_id, error = %e, "cannot record a trace step");
+        }
+    }
+
+    fn scan(
+        &self,
+        index: &str,
+        id: &str,
+        into: &mut BTreeMap<[u8; 16], Step>,
+    ) -> Result<(), StoreError> {
+        for entry in self.store.traces().scan_prefix(key_prefix(index, id)) {
+            let (key, value) = entry?;
+            let Some(suffix) = step_suffix(&key) else {
+                continue;
+            };
+            match serde_json::from_slice(&value) {
+                Ok(step) => {
+                    into.insert(suffix, step);
+                }
+                Err(e) => tracing::warn!(id, error = %e, "unreadable trace step skipped"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole flow `id` belongs to, in order: the steps recorded under it
+    /// as a correlation id (or else as a trace id), and every step sharing a
+    /// trace id with them.
+    pub fn steps(&self, id: &str) -> Result<Vec<Step>, StoreError> {
+        let mut steps = BTreeMap::new();
+        self.scan("c", id, &mut steps)?;
+        let mut trace_ids: Vec<String> =
+            steps.values().filter_map(|s| s.trace_id.clone()).collect();
+        if steps.is_empty() {
+            trace_ids.push(id.to_string());
+        }
+        trace_ids.sort();
+        trace_ids.dedup();
+        for trace_id in trace_ids {
+            self.scan("t", &trace_id, &mut steps)?;
+        }
+        Ok(steps.into_values().collect())
+    }
+
+    /// Drops steps older than the retention; how many.
+    pub fn sweep(&self) -> Result<usize, StoreError> {
+        let horizon = clock::now_ms() - i64::try_from(RETENTION.as_millis()).unwrap_or(i64::MAX);
+        let mut count = 0;
+        for entry in self.store.traces().iter() {
+            let (key, _) = entry?;
+            let Some(at) = step_suffix(&key)
+                .and_then(|s| <[u8; 8]>::try_from(&s[..8]).ok())
+                .map(i64::from_be_bytes)
+            else {
+                continue;
+            };
+            if at < horizon {
+                self.store.traces().remove(key)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Sweeps old steps every hour, forever.
+    pub async fn run_sweeper(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            match self.sweep() {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "old trace steps swept"),
+                Err(e) => tracing::warn!(error = %e, "trace sweep failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_children_keep_the_trace_id() {
+        let root = TraceParent::new_root();
+        let parsed = TraceParent::parse(&root.header()).expect("valid");
+        assert_eq!(parsed, root);
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.span_id, root.span_id);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_rejected() {
+        for bad in [
+            "",
+            "00-abc-def-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+        assert!(
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").is_some()
+        );
+    }
+
+    #[test]
+    fn ensure_keeps_a_valid_context_and_replaces_a_missing_or_bad_one() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string();
+        let mut props = vec![("Diagnostic-Id".to_string(), valid.clone())];
+        ensure_traceparent(&mut props, None);
+        assert_eq!(props.len(), 1);
+        let mut props = vec![(TRACEPARENT.to_string(), "garbage".to_string())];
+        ensure_traceparent(&mut props, None);
+        assert_eq!(props.len(), 1);
+        assert!(TraceParent::from_properties(&props).is_some());
+        let caller = TraceParent::parse(&valid).expect("valid");
+        let mut props = Vec::new();
+        ensure_traceparent(&mut props, Some(&caller));
+        let got = TraceParent::from_properties(&props).expect("set");
+        assert_eq!(
+            got.trace_id, caller.trace_id,
+            "continues the caller's trace"
+        );
+    }
+}
