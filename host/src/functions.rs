@@ -188,6 +188,9 @@ pub struct FunctionSettings {
     /// Secrets, readable by the handler (`secrets` capability), never shown
     /// by the API or logged by the host.
     pub secrets: BTreeMap<String, String>,
+    /// Hosts the handler may call over outbound HTTP (`api.example.com`,
+    /// `127.0.0.1:8080`, `*.example.com`); none by default.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Most entries of config plus secrets.
@@ -197,7 +200,16 @@ const MAX_SETTING_BYTES: usize = 64 * 1024;
 
 impl FunctionSettings {
     fn validate(&self) -> Result<(), FunctionError> {
-        if self.config.len() + self.secrets.len() > MAX_SETTINGS {
+        if self
+            .allowed_hosts
+            .iter()
+            .any(|h| h.is_empty() || h.contains('/'))
+        {
+            return Err(FunctionError::InvalidSettings(
+                "allowedHosts: entries are host names, `host:port` or `*.domain`, without scheme or path".into(),
+            ));
+        }
+        if self.config.len() + self.secrets.len() + self.allowed_hosts.len() > MAX_SETTINGS {
             return Err(FunctionError::InvalidSettings(format!(
                 "at most {MAX_SETTINGS} config and secret entries in all"
             )));
@@ -224,6 +236,7 @@ impl FunctionSettings {
         serde_json::json!({
             "config": self.config,
             "secrets": self.secrets.keys().collect::<Vec<_>>(),
+            "allowedHosts": self.allowed_hosts,
         })
     }
 }

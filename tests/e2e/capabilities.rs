@@ -1,14 +1,15 @@
-//! Host capabilities through the `stateful` test guest: the function's
-//! durable key-value state (compare-and-swap under concurrency, expiry,
-//! per-function namespaces, survival across a crash, cleared on delete), and
-//! config and secrets from the function's settings (secrets never shown or
-//! logged).
+//! Host capabilities through test guests: the function's durable key-value
+//! state (compare-and-swap under concurrency, expiry, per-function
+//! namespaces, survival across a crash, cleared on delete), config and
+//! secrets from the function's settings (secrets never shown or logged)
+//! (`stateful`), and outbound HTTP to allowed hosts only (`fetcher`).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Host, STATEFUL, component};
+use crate::support::{FETCHER, Host, STATEFUL, component};
+use crate::webhook_receiver::{Behaviour, WebhookReceiver};
 
 /// Deploys `stateful` as `name` on queue `commands-<name>` (results go to
 /// `results`).
@@ -133,6 +134,56 @@ async fn config_and_secrets_reach_the_handler_and_secret_values_are_never_shown_
         .put_json(
             "/api/functions/configured/settings",
             json!({ "config": { "": "empty key" } }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn outbound_http_reaches_allowed_hosts_only_and_is_denied_by_default() {
+    let host = Host::start().await;
+    let server = WebhookReceiver::start(Behaviour::default()).await;
+    let authority = server
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_string();
+    host.create_queue("results", json!({})).await;
+    let r = host
+        .put_json(
+            "/api/functions/allowed/settings",
+            json!({ "allowedHosts": [authority] }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    for name in ["allowed", "denied"] {
+        let queue = format!("commands-{name}");
+        host.create_queue(&queue, json!({})).await;
+        let r = host
+            .deploy(name, &component(FETCHER), &format!("queue={queue}"))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
+
+    assert_eq!(ask(&host, "allowed", &server.url).await, "status=200");
+    assert_eq!(
+        ask(&host, "denied", &server.url).await,
+        "error=ErrorCode::HttpRequestDenied"
+    );
+    // The allowed function reaches only its own hosts, too.
+    assert_eq!(
+        ask(&host, "allowed", "http://localhost:9/elsewhere").await,
+        "error=ErrorCode::HttpRequestDenied"
+    );
+    let got: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(got, ["GET"], "only the allowed request left the host");
+
+    let r = host
+        .put_json(
+            "/api/functions/allowed/settings",
+            json!({ "allowedHosts": ["https://example.com/path"] }),
         )
         .await;
     assert_eq!(r.status(), 400);

@@ -406,4 +406,5 @@ pub(crate) const PANICS: &str = "tests/guests/panics";
 pub(crate) const BUSY: &str = "tests/guests/busy";
 pub(crate) const HOSTILE: &str = "tests/guests/hostile";
 pub(crate) const STATEFUL: &str = "tests/guests/stateful";
+pub(crate) const FETCHER: &str = "tests/guests/fetcher";
 pub(crate) const DRAIN_BACKLOG: &str = "examples/push-model/drain-backlog";

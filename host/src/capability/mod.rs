@@ -124,6 +124,11 @@ impl HostContext {
     pub fn function(&self) -> &str {
         &self.function
     }
+
+    /// The hosts the function may call over outbound HTTP.
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.settings.allowed_hosts
+    }
 }
 
 impl types::Host for HostContext {}

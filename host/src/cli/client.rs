@@ -120,20 +120,46 @@ pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not key=value"))
 }
 
-/// Replaces a function's config and secrets (`PUT /api/functions/{name}/settings`).
+/// A function's settings as the CLI takes them.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct SettingsArgs {
+    /// A config entry `key=value` (repeatable).
+    #[arg(long = "config", value_parser = parse_key_value)]
+    pub(crate) config: Vec<(String, String)>,
+    /// A secret `key=value` (repeatable); never shown back or logged.
+    #[arg(long = "secret", value_parser = parse_key_value)]
+    pub(crate) secrets: Vec<(String, String)>,
+    /// A host the handler may call over outbound HTTP: `api.example.com`,
+    /// `127.0.0.1:8080` or `*.example.com` (repeatable; none by default).
+    #[arg(long = "allow-host")]
+    pub(crate) allowed_hosts: Vec<String>,
+}
+
+impl SettingsArgs {
+    /// Whether any setting was given.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.secrets.is_empty() && self.allowed_hosts.is_empty()
+    }
+}
+
+/// Replaces a function's settings (`PUT /api/functions/{name}/settings`).
 pub(crate) async fn put_settings(
     client: &Client,
     name: &str,
-    config: &[(String, String)],
-    secrets: &[(String, String)],
+    settings: &SettingsArgs,
 ) -> anyhow::Result<serde_json::Value> {
+    let (config, secrets) = (&settings.config, &settings.secrets);
     let to_map = |pairs: &[(String, String)]| -> serde_json::Map<String, serde_json::Value> {
         pairs
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect()
     };
-    let body = serde_json::json!({ "config": to_map(config), "secrets": to_map(secrets) });
+    let body = serde_json::json!({
+        "config": to_map(config),
+        "secrets": to_map(secrets),
+        "allowedHosts": settings.allowed_hosts,
+    });
     client
         .json(
             client

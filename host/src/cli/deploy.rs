@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use reqwest::Method;
 
-use super::client::{Client, parse_key_value, print_json, put_settings, segment};
+use super::client::{Client, SettingsArgs, print_json, put_settings, segment};
 
 /// Upload a component as a function with its trigger.
 #[derive(Debug, Args)]
@@ -36,13 +36,10 @@ pub(crate) struct DeployCommand {
     /// Log volume one invocation may write, in KiB (more is dropped).
     #[arg(long)]
     max_log_kib: Option<u32>,
-    /// A config entry `key=value` (repeatable); with `--secret`, replaces the
-    /// function's settings before the deploy.
-    #[arg(long = "config", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
-    /// A secret `key=value` (repeatable); never shown back or logged.
-    #[arg(long = "secret", value_parser = parse_key_value)]
-    secrets: Vec<(String, String)>,
+    /// Settings; when any is given, they replace the function's settings
+    /// before the deploy.
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 impl DeployCommand {
@@ -50,8 +47,8 @@ impl DeployCommand {
         let bytes = std::fs::read(&self.component)
             .with_context(|| format!("reading component {}", self.component.display()))?;
         // Settings first, so the first invocation already sees them.
-        if !self.config.is_empty() || !self.secrets.is_empty() {
-            put_settings(client, &self.name, &self.config, &self.secrets).await?;
+        if !self.settings.is_empty() {
+            put_settings(client, &self.name, &self.settings).await?;
         }
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Some(queue) = &self.queue {

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use reqwest::Method;
 
-use super::client::{Client, parse_key_value, print_json, put_settings, segment};
+use super::client::{Client, SettingsArgs, print_json, put_settings, segment};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FunctionCommand {
@@ -27,17 +27,14 @@ pub(crate) enum FunctionCommand {
         #[arg(long)]
         version: Option<u32>,
     },
-    /// Show a function's config and secret names, or replace them: the given
-    /// `--config` and `--secret` entries become the whole settings.
+    /// Show a function's config, secret names and allowed hosts, or replace
+    /// them: the given `--config`, `--secret` and `--allow-host` entries
+    /// become the whole settings.
     Settings {
         /// The function's name (it need not be deployed yet).
         name: String,
-        /// A config entry `key=value` (repeatable).
-        #[arg(long = "config", value_parser = parse_key_value)]
-        config: Vec<(String, String)>,
-        /// A secret `key=value` (repeatable); never shown back or logged.
-        #[arg(long = "secret", value_parser = parse_key_value)]
-        secrets: Vec<(String, String)>,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
 }
 
@@ -49,11 +46,7 @@ impl FunctionCommand {
                     .json(client.request(Method::GET, "/api/functions"))
                     .await?
             }
-            FunctionCommand::Settings {
-                name,
-                config,
-                secrets,
-            } if config.is_empty() && secrets.is_empty() => {
+            FunctionCommand::Settings { name, settings } if settings.is_empty() => {
                 client
                     .json(client.request(
                         Method::GET,
@@ -61,11 +54,9 @@ impl FunctionCommand {
                     ))
                     .await?
             }
-            FunctionCommand::Settings {
-                name,
-                config,
-                secrets,
-            } => put_settings(client, &name, &config, &secrets).await?,
+            FunctionCommand::Settings { name, settings } => {
+                put_settings(client, &name, &settings).await?
+            }
             FunctionCommand::Versions { name } => {
                 client
                     .json(client.request(

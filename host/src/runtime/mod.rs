@@ -6,13 +6,15 @@
 //! ([`HandlerPre`]); [`Runtime::invoke`] instantiates it in a new `Store`
 //! per call (pooling allocator: cheap), with WASI linked but granting
 //! nothing (no files, env, clocks beyond the defaults, or sockets), and
-//! guest stdout/stderr captured into the host's logs.
+//! guest stdout/stderr captured into the host's logs. Outbound `wasi:http`
+//! reaches only the function's allowed hosts ([`outbound`]).
 //!
 //! A guest panic is a trap; the instance is discarded after every call, so
 //! one bad invocation never poisons the next.
 
 pub mod bindings;
 mod engine;
+mod outbound;
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use outbound::OutboundPolicy;
 
 pub use bindings::{HandlerPre, Outcome};
 pub use engine::{EPOCH_TICK, MAX_MEMORY_BYTES};
@@ -115,7 +120,19 @@ pub struct InvocationState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+    http: WasiHttpCtx,
+    outbound: OutboundPolicy,
     host: HostContext,
+}
+
+impl WasiHttpView for InvocationState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for InvocationState {
@@ -139,6 +156,7 @@ impl Runtime {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<HostContext>>(
             &mut linker,
             |state: &mut InvocationState| &mut state.host,
@@ -227,6 +245,8 @@ impl Runtime {
                     .build(),
                 refused: false,
             },
+            http: WasiHttpCtx::new(),
+            outbound: OutboundPolicy::allowing(host.allowed_hosts()),
             host,
         };
         let mut store = Store::new(&self.engine, state);
