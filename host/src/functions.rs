@@ -391,7 +391,22 @@ impl Functions {
         limits.validate()?;
         let hash = hex::encode(Sha256::digest(&component));
         let size = component.len();
-        let (handler, compiled) = self.compile(component.clone()).await?;
+        // A component deployed before (a redeploy, a rollback, the same
+        // build under another name) reuses its precompiled artifact: the
+        // warm path from upload to first invocation skips compilation.
+        let cached = self
+            .store
+            .compiled()
+            .get(self.compiled_key(&hash))
+            .map_err(StoreError::from)?
+            .and_then(|compiled| {
+                let handler = self.runtime.load_precompiled(&compiled).ok()?;
+                Some((handler, compiled.to_vec()))
+            });
+        let (handler, compiled) = match cached {
+            Some(hit) => hit,
+            None => self.compile(component.clone()).await?,
+        };
         let version = self.get(name).map_or(1, |f| f.record.version + 1);
         let record = FunctionRecord {
             name: name.to_string(),

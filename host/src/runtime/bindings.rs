@@ -52,7 +52,7 @@ impl From<types::Outcome> for Outcome {
 }
 
 /// The WIT view of an event.
-pub(crate) fn event_to_wit(event: &Event) -> types::Event {
+pub fn event_to_wit(event: &Event) -> types::Event {
     let mut extensions: Vec<(String, String)> = event
         .extensions
         .iter()
@@ -80,7 +80,7 @@ pub(crate) fn event_to_wit(event: &Event) -> types::Event {
 }
 
 /// The WIT view of a received message.
-pub(crate) fn message_to_wit(message: &ReceivedMessage) -> types::Message {
+pub fn message_to_wit(message: &ReceivedMessage) -> types::Message {
     let record = &message.record;
     types::Message {
         body: record.body.clone(),

@@ -164,6 +164,11 @@ impl Runtime {
         Ok(Runtime { engine, linker })
     }
 
+    /// The engine (for benchmarks that compare against raw wasmtime).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// A key that changes whenever precompiled artifacts become incompatible.
     pub fn compatibility_key(&self) -> String {
         use std::hash::{DefaultHasher, Hash, Hasher};
