@@ -550,3 +550,104 @@ async fn up_watches_sources_and_the_manifest_and_redeploys() {
     assert_eq!(echo["version"], 2, "{}", up.output());
     drop(up);
 }
+
+/// Starts `sluice up --no-watch` on `manifest` with a host of its own;
+/// returns it once the manifest is applied, with the host's URL.
+async fn up_with_own_host(manifest: &Path, data: &Path, stdout: PathBuf) -> (Up, String) {
+    let child = Command::new(SLUICE)
+        .args([
+            "up",
+            "--no-watch",
+            "--manifest",
+            &manifest.to_string_lossy(),
+        ])
+        .args(["--data-dir", &data.to_string_lossy()])
+        .env_remove("SLUICE_URL")
+        .env("CARGO_TARGET_DIR", guests_target())
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start sluice up");
+    let mut up = Up { child, stdout };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !up.output().contains("the host keeps serving until Ctrl-C") {
+        up.assert_running();
+        assert!(Instant::now() < deadline, "not applied:\n{}", up.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = up.output();
+    let url = output
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in:\n{output}"))
+        .to_string();
+    (up, url)
+}
+
+/// SIGTERM, as Ctrl-C or a service manager would send; returns the exit status.
+fn terminate(up: &mut Up) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &up.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = up.child.try_wait() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "up did not stop:\n{}",
+            up.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn up_without_a_url_runs_a_host_of_its_own_and_stops_it() {
+    let app = scratch("own-host");
+    let manifest = app.join("sluice.toml");
+    std::fs::write(
+        &manifest,
+        "[queues.jobs]\nmax_delivery_count = 3\n[topics.news]\n",
+    )
+    .expect("manifest");
+    let data = app.join("data");
+    let (mut up, url) = up_with_own_host(&manifest, &data, app.join("up1.out")).await;
+    let output = up.output();
+    assert!(
+        line_for(&output, "queue", "jobs").contains("created"),
+        "{output}"
+    );
+    assert!(data.join("connection-string").is_file(), "{output}");
+    let health = reqwest::get(format!("{url}/health")).await.expect("health");
+    assert!(health.status().is_success());
+
+    let status = terminate(&mut up);
+    assert!(status.success(), "{status}:\n{}", up.output());
+    assert!(
+        up.output().contains("sluice up: host stopped"),
+        "{}",
+        up.output()
+    );
+    assert!(
+        reqwest::get(format!("{url}/health")).await.is_err(),
+        "the host is gone"
+    );
+
+    // Again on the same data: everything is there already.
+    let (mut up, _) = up_with_own_host(&manifest, &data, app.join("up2.out")).await;
+    let output = up.output();
+    assert!(
+        line_for(&output, "queue", "jobs").contains("exists, unchanged"),
+        "{output}"
+    );
+    assert!(
+        line_for(&output, "topic", "news").contains("exists, unchanged"),
+        "{output}"
+    );
+    assert!(terminate(&mut up).success());
+}
