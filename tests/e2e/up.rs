@@ -531,11 +531,12 @@ async fn up_watches_sources_and_the_manifest_and_redeploys() {
     assert_eq!(host.send("requests", "pong").await.status(), 201);
     let replies = host.wait_for_messages("replies", 2).await;
     assert_eq!(replies[1]["body"], "v2: pong");
-    assert!(
-        up.output().contains("deployed version 2"),
-        "{}",
-        up.output()
-    );
+    // `up` reports it (just after the host answered the deploy).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.output().contains("deployed version 2") {
+        assert!(Instant::now() < deadline, "not reported:\n{}", up.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A change to the manifest: applied again (the new queue is created,
     // the unchanged function is not deployed again).
