@@ -26,7 +26,8 @@
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
 //!   keeps the policies durably.
 //! - [`api`]: the HTTP front door (management, Service Bus REST, Event Grid publish).
-//! - [`cli`]: the `sluice` command; [`build`] compiles handler crates.
+//! - [`cli`]: the `sluice` command; [`build`] compiles handler crates;
+//!   [`manifest`] reads an app's `sluice.toml` (for `sluice up`).
 //!
 //! [`Sluice`] ties the services together; [`Sluice::open`] is where a host starts.
 
@@ -42,6 +43,7 @@ pub mod dispatch;
 pub mod events;
 pub mod functions;
 pub mod keyvalue;
+pub mod manifest;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -21,4 +21,5 @@ mod queues;
 mod restart;
 mod sdks;
 mod trace;
+mod up;
 mod webhooks;

@@ -1,14 +1,17 @@
 //! The `sluice` command: one file per verb.
 //!
 //! `serve` runs a host; `build` compiles a handler crate to a component;
-//! every other verb is a client of a running host's HTTP API (`--url`, or
-//! `SLUICE_URL`, default `http://127.0.0.1:7070`).
+//! `new` scaffolds a handler crate with its `sluice.toml`; `up` builds and
+//! applies a `sluice.toml` (starting a host unless `--url` names one) and
+//! redeploys on change; every other verb is a client of a running host's
+//! HTTP API (`--url`, or `SLUICE_URL`, default `http://127.0.0.1:7070`).
 
 mod build;
 mod bus;
 mod client;
 mod deploy;
 mod function;
+mod new;
 mod publish;
 mod queue;
 mod sas;
@@ -16,6 +19,7 @@ mod send;
 mod serve;
 mod topic;
 mod trace;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -26,9 +30,10 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 pub struct Cli {
-    /// The host to talk to (client commands).
-    #[arg(long, global = true, env = "SLUICE_URL", default_value = DEFAULT_URL)]
-    url: String,
+    /// The host to talk to (client commands; default http://127.0.0.1:7070).
+    /// `sluice up` starts a host of its own unless this is given.
+    #[arg(long, global = true, env = "SLUICE_URL")]
+    url: Option<String>,
     /// Credentials for client commands (default: the one `sluice serve` wrote
     /// into `$SLUICE_DATA_DIR`, else `sluice-data`).
     #[arg(
@@ -48,6 +53,10 @@ enum Command {
     Serve(serve::ServeCommand),
     /// Build a handler crate into a Wasm component.
     Build(build::BuildCommand),
+    /// Create a handler crate with its `sluice.toml`, ready for `sluice up`.
+    New(new::NewCommand),
+    /// Build and deploy the app a `sluice.toml` declares, and redeploy on change.
+    Up(up::UpCommand),
     /// Upload a component as a function with its trigger.
     Deploy(deploy::DeployCommand),
     /// List or delete functions.
@@ -76,10 +85,16 @@ enum Command {
 /// Parses the command line and runs it.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let client = client::Client::new(&cli.url, cli.connection_string.as_deref());
+    let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
+    let client = client::Client::new(url, cli.connection_string.as_deref());
     match cli.command {
         Command::Serve(cmd) => cmd.run().await,
         Command::Build(cmd) => cmd.run().await,
+        Command::New(cmd) => cmd.run(),
+        Command::Up(cmd) => {
+            cmd.run(cli.url.as_deref(), cli.connection_string.as_deref())
+                .await
+        }
         Command::Deploy(cmd) => cmd.run(&client?).await,
         Command::Function(cmd) => cmd.run(&client?).await,
         Command::Queue(cmd) => cmd.run(&client?).await,
@@ -89,7 +104,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Send(cmd) => cmd.run(&client?).await,
         Command::Trace(cmd) => cmd.run(&client?).await,
         Command::Sas(cmd) => {
-            cmd.run(&cli.url, cli.connection_string.as_deref(), &client?)
+            cmd.run(url, cli.connection_string.as_deref(), &client?)
                 .await
         }
     }

@@ -122,7 +122,8 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM (also used by `sluice up`).
+pub(super) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
