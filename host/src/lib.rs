@@ -20,7 +20,7 @@
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
 //!   keeps the policies durably.
 //! - [`api`]: the HTTP front door (management, Service Bus REST, Event Grid publish).
-//! - [`cli`]: the `sluice` command; [`build`] compiles handler crates.
+//! - [`cli`]: the `sluice` command; [`build`] compiles handlers (Rust, Python, JavaScript).
 //!
 //! [`Sluice`] ties the services together; [`Sluice::open`] is where a host starts.
 

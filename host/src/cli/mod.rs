@@ -1,6 +1,6 @@
 //! The `sluice` command: one file per verb.
 //!
-//! `serve` runs a host; `build` compiles a handler crate to a component;
+//! `serve` runs a host; `build` compiles a handler to a component;
 //! every other verb is a client of a running host's HTTP API (`--url`, or
 //! `SLUICE_URL`, default `http://127.0.0.1:7070`).
 
@@ -45,7 +45,7 @@ pub struct Cli {
 enum Command {
     /// Run a host: store, queues, topics, runtime and HTTP API.
     Serve(serve::ServeCommand),
-    /// Build a handler crate into a Wasm component.
+    /// Build a handler (Rust, Python or JavaScript) into a Wasm component.
     Build(build::BuildCommand),
     /// Upload a component as a function with its trigger.
     Deploy(deploy::DeployCommand),
