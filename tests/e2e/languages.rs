@@ -4,10 +4,11 @@
 //! of a real host, and fed a valid order and malformed ones.
 //!
 //! These components embed a language runtime (CPython ~18 MB, SpiderMonkey
-//! ~11 MB), so a debug host takes tens of seconds to compile one at deploy
-//! (measured: ~35 s and ~25 s on 2 cores). The deploy request waits for that;
-//! the message waits start after it, so the harness's timeouts are enough.
-//! Each test prints its build, deploy and first-invocation times (`--nocapture`).
+//! ~11 MB), so a debug host compiles each for ~10 s at deploy on 2 cores (20 s
+//! and more when other tests compile at the same time). The deploy request has
+//! no timeout and the message waits start after it returns, so the harness's
+//! timeouts are enough. Each test prints its build, deploy and first-invocation
+//! times (`--nocapture`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -96,7 +96,7 @@ fn install() -> Result<PathBuf> {
         let needed_for = format!("install {what} from PyPI for Python handlers");
         command::require_python_pip(&needed_for)?;
         eprintln!(
-            "sluice: installing {what} (one-time, ~50 MB) into {}...",
+            "sluice: installing {what} (one-time, ~70 MB) into {}...",
             prefix.display()
         );
         let venv = work.join("venv");

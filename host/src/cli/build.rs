@@ -6,15 +6,7 @@ use clap::Args;
 
 use crate::build::{BuildOptions, build_component};
 
-/// Build a handler project into a component.
-///
-/// The language is told by a file in the directory, looked for in this order:
-/// `Cargo.toml` (a Rust cdylib crate, built with cargo), `package.json` (a
-/// JavaScript module: the package's `main`, default `index.js`, built with jco),
-/// `app.py` (a Python module `app`, built with componentize-py). The toolchain a
-/// language needs is installed once into the Sluice cache ($SLUICE_CACHE_DIR, else
-/// ~/.cache/sluice); Python needs python3 with pip and venv, JavaScript node and npm.
-/// Progress goes to stderr; the component's path alone to stdout.
+/// Build a handler into a component (the help text is on `Command::Build`).
 #[derive(Debug, Args)]
 pub(crate) struct BuildCommand {
     /// The handler's directory: a Rust crate (Cargo.toml), a JavaScript package

@@ -46,6 +46,15 @@ enum Command {
     /// Run a host: store, queues, topics, runtime and HTTP API.
     Serve(serve::ServeCommand),
     /// Build a handler (Rust, Python or JavaScript) into a Wasm component.
+    ///
+    /// The language is told by a file in the directory, looked for in this order:
+    /// `Cargo.toml` (a Rust cdylib crate, built with cargo for a wasm target),
+    /// `package.json` (a JavaScript module: the package's `main`, default `index.js`,
+    /// built with jco), `app.py` (the Python module `app`, built with
+    /// componentize-py). What a language needs is installed once into the Sluice
+    /// cache ($SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice):
+    /// Python needs python3 with pip and venv, JavaScript node and npm. Progress
+    /// goes to stderr, the component's path alone to stdout.
     Build(build::BuildCommand),
     /// Upload a component as a function with its trigger.
     Deploy(deploy::DeployCommand),
