@@ -22,8 +22,8 @@ use serde::Deserialize;
 use super::{BuildOptions, BuiltComponent, cache, command};
 
 /// The pinned jco, and the componentize-js it drives (jco 1.17 asks for ^0.19.3).
-/// Newer jco releases fail on Node 20 while reading WIT, so these stay until the
-/// supported Node moves on.
+/// The latest jco when this was pinned (1.35.0, with componentize-js 0.22) failed on
+/// Node 20 before building anything ("failed to get path metadata" reading the WIT).
 const JCO_VERSION: &str = "1.17.0";
 const COMPONENTIZE_JS_VERSION: &str = "0.19.3";
 
