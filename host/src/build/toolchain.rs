@@ -7,7 +7,7 @@
 //! environment scrubbing applied to every `rustc`/`cargo` process it starts.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
 use sha2::{Digest, Sha256};
+
+use super::{cache, command};
 
 /// The target whose output is already a component (Rust ≥ 1.82 links it with `wasm-component-ld`).
 pub(crate) const WASIP2: &str = "wasm32-wasip2";
@@ -153,9 +155,7 @@ pub(crate) fn select(crate_dir: &Path) -> Result<Toolchain> {
         }
     }
 
-    let prefix = cache_dir()?
-        .join("toolchains")
-        .join(format!("rust-{PINNED_VERSION}"));
+    let prefix = cache::toolchain_prefix(&format!("rust-{PINNED_VERSION}"))?;
     if is_installed(&prefix) {
         return Ok(pinned(prefix));
     }
@@ -278,25 +278,6 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> io::Result<Option<(ExitSta
     }
 }
 
-/// The Sluice cache: `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice`, else `$HOME/.cache/sluice`.
-pub(crate) fn cache_dir() -> Result<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = var("SLUICE_CACHE_DIR") {
-        return Ok(dir);
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Ok(dir.join("sluice"));
-    }
-    if let Some(home) = var("HOME") {
-        return Ok(home.join(".cache").join("sluice"));
-    }
-    bail!("cannot locate a cache directory: set SLUICE_CACHE_DIR (or XDG_CACHE_HOME or HOME)")
-}
-
 /// Installs are renamed into place whole, so a complete-looking prefix is a complete one.
 fn is_installed(prefix: &Path) -> bool {
     prefix.join("bin").join("rustc").is_file()
@@ -304,8 +285,7 @@ fn is_installed(prefix: &Path) -> bool {
         && prefix.join("lib").join("rustlib").join(UNKNOWN).is_dir()
 }
 
-/// Installs the pinned toolchain at `prefix`, unless another process did it while we
-/// waited for the install lock.
+/// Installs the pinned toolchain at `prefix` (once; see [`cache::install_once`]).
 fn install_pinned(prefix: &Path) -> Result<()> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         bail!(
@@ -313,167 +293,44 @@ fn install_pinned(prefix: &Path) -> Result<()> {
              run `rustup target add {WASIP2}`"
         );
     }
-    let parent = prefix
-        .parent()
-        .ok_or_else(|| anyhow!("toolchain path {} has no parent", prefix.display()))?;
-    fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create the cache directory {}", parent.display()))?;
-    let name = prefix
-        .file_name()
-        .and_then(OsStr::to_str)
-        .ok_or_else(|| anyhow!("toolchain path {} has no UTF-8 file name", prefix.display()))?;
+    let what = format!("pinned Rust {PINNED_VERSION}");
+    cache::install_once(prefix, &what, is_installed, |work| {
+        eprintln!(
+            "sluice: installing pinned Rust {PINNED_VERSION} wasm toolchain (one-time, ~900 MB) into {}...",
+            prefix.display()
+        );
+        let wheels = work.join("wheels");
+        let unpack = work.join("unpack");
+        download_wheels(&wheels)?;
+        let mut parts = Vec::with_capacity(WHEELS.len());
+        for (n, sha256) in WHEELS {
+            let wheel = wheels.join(format!(
+                "arena_rust_toolchain_data{n}-{PINNED_VERSION}-py3-none-any.whl"
+            ));
+            verify_sha256(&wheel, sha256)?;
+            parts.push((wheel, format!("arena_rust_toolchain_data{n}/part_{n}")));
+        }
+        eprintln!("sluice: unpacking the toolchain...");
+        fs::create_dir_all(&unpack)
+            .with_context(|| format!("cannot create {}", unpack.display()))?;
+        unpack_parts(parts, &unpack)?;
 
-    // One installer at a time: the others wait here, then find the toolchain installed.
-    let lock_path = parent.join(format!(".{name}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open the install lock {}", lock_path.display()))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "sluice: waiting for another sluice process to finish installing Rust {PINNED_VERSION} (lock {})...",
-                lock_path.display()
+        let unpacked = unpack.join("prefix");
+        if !is_installed(&unpacked) {
+            bail!(
+                "the pinned toolchain archive did not contain prefix/bin/rustc, prefix/bin/cargo and the {UNKNOWN} standard library (unpacked in {})",
+                unpack.display()
             );
-            lock.lock()
-                .with_context(|| format!("cannot take the install lock {}", lock_path.display()))?;
         }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(e)
-                .with_context(|| format!("cannot take the install lock {}", lock_path.display()));
-        }
-    }
-    if is_installed(prefix) {
-        eprintln!(
-            "sluice: pinned Rust {PINNED_VERSION} was installed by another process; reusing it"
-        );
-        return Ok(());
-    }
-
-    // Holding the lock, anything left over is from an interrupted install.
-    let tmp_prefix = format!(".tmp-{name}-");
-    for entry in
-        fs::read_dir(parent).with_context(|| format!("cannot list {}", parent.display()))?
-    {
-        let entry = entry.with_context(|| format!("cannot list {}", parent.display()))?;
-        if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
-            remove_dir_logged(&entry.path());
-        }
-    }
-    if prefix.exists() {
-        eprintln!(
-            "sluice: removing the incomplete toolchain at {}",
-            prefix.display()
-        );
-        fs::remove_dir_all(prefix).with_context(|| {
-            format!(
-                "cannot remove the incomplete toolchain {}",
-                prefix.display()
-            )
-        })?;
-    }
-
-    let started = Instant::now();
-    eprintln!(
-        "sluice: installing pinned Rust {PINNED_VERSION} wasm toolchain (one-time, ~900 MB) into {}...",
-        prefix.display()
-    );
-    let work = TempDir::create(parent.join(format!("{tmp_prefix}{}", std::process::id())))?;
-    let wheels = work.0.join("wheels");
-    let unpack = work.0.join("unpack");
-    download_wheels(&wheels)?;
-    let mut parts = Vec::with_capacity(WHEELS.len());
-    for (n, sha256) in WHEELS {
-        let wheel = wheels.join(format!(
-            "arena_rust_toolchain_data{n}-{PINNED_VERSION}-py3-none-any.whl"
-        ));
-        verify_sha256(&wheel, sha256)?;
-        parts.push((wheel, format!("arena_rust_toolchain_data{n}/part_{n}")));
-    }
-    eprintln!("sluice: unpacking the toolchain...");
-    fs::create_dir_all(&unpack).with_context(|| format!("cannot create {}", unpack.display()))?;
-    unpack_parts(parts, &unpack)?;
-
-    let unpacked = unpack.join("prefix");
-    if !is_installed(&unpacked) {
-        bail!(
-            "the pinned toolchain archive did not contain prefix/bin/rustc, prefix/bin/cargo and the {UNKNOWN} standard library (unpacked in {})",
-            unpack.display()
-        );
-    }
-    check_rustc(&unpacked.join("bin").join("rustc"))?;
-    fs::rename(&unpacked, prefix).with_context(|| {
-        format!(
-            "cannot move the toolchain from {} to {}",
-            unpacked.display(),
-            prefix.display()
-        )
-    })?;
-    drop(work);
-    eprintln!(
-        "sluice: installed pinned Rust {PINNED_VERSION} in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-/// A directory removed (best effort) when dropped, so a failed install leaves no 900 MB behind.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create(path: PathBuf) -> Result<Self> {
-        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        remove_dir_logged(&self.0);
-    }
-}
-
-fn remove_dir_logged(path: &Path) {
-    if let Err(e) = fs::remove_dir_all(path)
-        && e.kind() != io::ErrorKind::NotFound
-    {
-        eprintln!("sluice: warning: cannot remove {}: {e}", path.display());
-    }
+        check_rustc(&unpacked.join("bin").join("rustc"))?;
+        Ok(unpacked)
+    })
 }
 
 /// Downloads the three wheels with `python3 -m pip download` into `dir`.
 fn download_wheels(dir: &Path) -> Result<()> {
     let missing = "download the pinned Rust toolchain from PyPI (or install a wasm target with `rustup target add wasm32-wasip2`)";
-    match Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(status) if status.success() => {}
-        Ok(status) => {
-            bail!("`python3 --version` failed ({status}); python3 is needed to {missing}")
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!("python3 is not installed (not found on PATH); it is needed to {missing}")
-        }
-        Err(e) => return Err(e).context("cannot run python3"),
-    }
-    let pip_ok = Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("cannot run `python3 -m pip`")?;
-    if !pip_ok.success() {
-        bail!(
-            "pip is not installed for python3 (`python3 -m pip` failed; install python3-pip); it is needed to {missing}"
-        );
-    }
+    command::require_python_pip(missing)?;
 
     eprintln!(
         "sluice: downloading arena-rust-toolchain-data{{1,2,3}}=={PINNED_VERSION} with pip..."

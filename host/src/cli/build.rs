@@ -1,4 +1,4 @@
-//! `sluice build`: compile a handler crate into a Wasm component.
+//! `sluice build`: compile a handler project (Rust, Python or JavaScript) into a Wasm component.
 
 use std::path::PathBuf;
 
@@ -6,16 +6,17 @@ use clap::Args;
 
 use crate::build::{BuildOptions, build_component};
 
-/// Build a handler crate into a component.
+/// Build a handler into a component (the help text is on `Command::Build`).
 #[derive(Debug, Args)]
 pub(crate) struct BuildCommand {
-    /// The handler crate (a directory with Cargo.toml).
+    /// The handler's directory: a Rust crate (Cargo.toml), a JavaScript package
+    /// (package.json) or a Python app (app.py).
     #[arg(default_value = ".")]
-    crate_dir: PathBuf,
-    /// Where to write the component (default: <crate>/target/sluice/<name>.wasm).
+    dir: PathBuf,
+    /// Where to write the component (default: <dir>/target/sluice/<name>.wasm).
     #[arg(long, short)]
     out: Option<PathBuf>,
-    /// Build without optimisations.
+    /// Build without optimisations (Rust only).
     #[arg(long)]
     debug: bool,
 }
@@ -26,9 +27,8 @@ impl BuildCommand {
             release: !self.debug,
             out: self.out,
         };
-        let crate_dir = self.crate_dir;
-        let built =
-            tokio::task::spawn_blocking(move || build_component(&crate_dir, &options)).await??;
+        let dir = self.dir;
+        let built = tokio::task::spawn_blocking(move || build_component(&dir, &options)).await??;
         eprintln!("built with {} ({} bytes)", built.toolchain, built.size);
         // The path alone on stdout, so scripts can capture it.
         println!("{}", built.path.display());

@@ -1,10 +1,11 @@
 //! The `sluice` command: one file per verb.
 //!
-//! `serve` runs a host; `build` compiles a handler crate to a component;
-//! `new` scaffolds a handler crate with its `sluice.toml`; `up` builds and
-//! applies a `sluice.toml` (starting a host unless `--url` names one) and
-//! redeploys on change; every other verb is a client of a running host's
-//! HTTP API (`--url`, or `SLUICE_URL`, default `http://127.0.0.1:7070`).
+//! `serve` runs a host; `build` compiles a handler (Rust, Python or
+//! JavaScript) to a component; `new` scaffolds a handler crate with its
+//! `sluice.toml`; `up` builds and applies a `sluice.toml` (starting a host
+//! unless `--url` names one) and redeploys on change; every other verb is a
+//! client of a running host's HTTP API (`--url`, or `SLUICE_URL`, default
+//! `http://127.0.0.1:7070`).
 
 mod build;
 mod bus;
@@ -51,7 +52,16 @@ pub struct Cli {
 enum Command {
     /// Run a host: store, queues, topics, runtime and HTTP API.
     Serve(serve::ServeCommand),
-    /// Build a handler crate into a Wasm component.
+    /// Build a handler (Rust, Python or JavaScript) into a Wasm component.
+    ///
+    /// The language is told by a file in the directory, looked for in this order:
+    /// `Cargo.toml` (a Rust cdylib crate, built with cargo for a wasm target),
+    /// `package.json` (a JavaScript module: the package's `main`, default `index.js`,
+    /// built with jco), `app.py` (the Python module `app`, built with
+    /// componentize-py). What a language needs is installed once into the Sluice
+    /// cache ($SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice):
+    /// Python needs python3 with pip and venv, JavaScript node and npm. Progress
+    /// goes to stderr, the component's path alone to stdout.
     Build(build::BuildCommand),
     /// Create a handler crate with its `sluice.toml`, ready for `sluice up`.
     New(new::NewCommand),
