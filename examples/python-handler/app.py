@@ -72,6 +72,8 @@ class WitWorld(wit_world.WitWorld):
             content_type="application/json",
             subject="shipment",
             user_properties=[],
+            session_id=None,
+            delay_ms=None,
         )
         try:
             sender.send(SHIPMENTS, shipment)

@@ -43,6 +43,8 @@ pub struct OutgoingMessage {
     content_type: Option<String>,
     subject: Option<String>,
     user_properties: Vec<(String, String)>,
+    session_id: Option<String>,
+    delay: Option<std::time::Duration>,
 }
 
 impl OutgoingMessage {
@@ -54,7 +56,38 @@ impl OutgoingMessage {
             content_type: Some(content_type.to_string()),
             subject: None,
             user_properties: Vec::new(),
+            session_id: None,
+            delay: None,
         }
+    }
+
+    /// Puts the message in a session: messages of one session are delivered
+    /// in order to one receiver at a time (session-enabled queues need one).
+    ///
+    /// ```no_run
+    /// use sluice_sdk::send::OutgoingMessage;
+    ///
+    /// let step = OutgoingMessage::text("reserve").with_session_id("order-A-1");
+    /// # let _ = step;
+    /// ```
+    pub fn with_session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Schedules the message: it is delivered no earlier than `delay` after
+    /// the send.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sluice_sdk::send::OutgoingMessage;
+    ///
+    /// let reminder = OutgoingMessage::text("pay now").with_delay(Duration::from_secs(3600));
+    /// # let _ = reminder;
+    /// ```
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     /// A message whose body is `value` serialized as JSON, content type
@@ -201,6 +234,10 @@ pub fn send(queue: &str, message: &OutgoingMessage) -> Result<u64> {
         content_type: message.content_type.clone(),
         subject: message.subject.clone(),
         user_properties: message.user_properties.clone(),
+        session_id: message.session_id.clone(),
+        delay_ms: message
+            .delay
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
     sender::send(queue, &wit_message)
         .map_err(|error| capability_error("queue", queue, "message", error))

@@ -166,6 +166,14 @@ pub struct Step {
     pub trace_id: Option<String>,
 }
 
+/// Where a step sorts: when it began, then the order stamps were taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StepStamp {
+    /// Unix ms.
+    pub at_ms: i64,
+    n: u64,
+}
+
 /// The recorded steps, by correlation id.
 pub struct Traces {
     store: Store,
@@ -199,14 +207,23 @@ impl Traces {
     /// Records a step of the transaction `correlation_id`. Best effort: a
     /// failure is logged, never returned to the caller's business.
     pub fn record(&self, correlation_id: &str, step: &Step) {
-        self.record_at(correlation_id, step, clock::now_ms());
+        self.record_stamped(correlation_id, step, self.stamp());
     }
 
-    /// Records a step ordered at `at_ms` (an invocation is ordered by its
-    /// start, so that what it sent follows it).
-    pub fn record_at(&self, correlation_id: &str, step: &Step, at_ms: i64) {
-        let mut suffix = at_ms.to_be_bytes().to_vec();
-        suffix.extend_from_slice(&self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    /// A place in the order of steps, taken now. A step that starts
+    /// something (an invocation, a send) takes its stamp before, so that
+    /// what it causes always sorts after it.
+    pub fn stamp(&self) -> StepStamp {
+        StepStamp {
+            at_ms: clock::now_ms(),
+            n: self.counter.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Records a step at a stamp taken earlier with [`Traces::stamp`].
+    pub fn record_stamped(&self, correlation_id: &str, step: &Step, stamp: StepStamp) {
+        let mut suffix = stamp.at_ms.to_be_bytes().to_vec();
+        suffix.extend_from_slice(&stamp.n.to_be_bytes());
         let step = Step {
             correlation_id: correlation_id.to_string(),
             ..step.clone()

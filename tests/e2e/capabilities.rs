@@ -188,3 +188,35 @@ async fn outbound_http_reaches_allowed_hosts_only_and_is_denied_by_default() {
         .await;
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn a_handler_can_send_scheduled_messages_and_messages_in_a_session() {
+    let host = Host::start().await;
+    host.create_queue("results", json!({})).await;
+    host.create_queue("session-results", json!({ "requiresSession": true }))
+        .await;
+    deploy_stateful(&host, "sender", "").await;
+
+    assert_eq!(
+        host.send("commands-sender", "schedule:1500").await.status(),
+        201
+    );
+    let pending = host.wait_for_messages("results", 1).await;
+    assert_eq!(pending[0]["state"], "scheduled", "{pending:#?}");
+    assert!(pending[0]["scheduledEnqueueTime"].as_str().is_some());
+    // Not receivable before its time, receivable after.
+    assert!(host.receive_locked("results", 0).await.is_none());
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (_, _, body) = host.receive_locked("results", 5).await.expect("due now");
+    assert_eq!(body, "later");
+
+    assert_eq!(
+        host.send("commands-sender", "session:order-7")
+            .await
+            .status(),
+        201
+    );
+    let in_session = host.wait_for_messages("session-results", 1).await;
+    assert_eq!(in_session[0]["sessionId"], "order-7");
+    assert_eq!(in_session[0]["body"], "in session");
+}

@@ -22,7 +22,7 @@ use crate::events::Events;
 use crate::functions::FunctionSettings;
 use crate::keyvalue::KeyValue;
 use crate::runtime::bindings::types;
-use crate::trace::{Step, StepKind, TraceParent, Traces};
+use crate::trace::{Step, StepKind, StepStamp, TraceParent, Traces};
 
 /// The host services capabilities reach; cloned into every invocation.
 #[derive(Clone)]
@@ -88,8 +88,10 @@ impl HostContext {
         }
     }
 
-    /// Records a send or publish of this invocation as a step of its transaction.
-    fn record(&self, kind: StepKind, entity: &str, result: Result<(), String>) {
+    /// Records a send or publish of this invocation as a step of its
+    /// transaction, at `stamp` (taken before the operation, so that what it
+    /// caused sorts after it).
+    fn record(&self, kind: StepKind, entity: &str, stamp: StepStamp, result: Result<(), String>) {
         let Some(correlation_id) = &self.correlation_id else {
             return;
         };
@@ -103,11 +105,11 @@ impl HostContext {
             ),
             Err(reason) => ("error", Some(reason)),
         };
-        self.traces.record(
+        self.traces.record_stamped(
             correlation_id,
             &Step {
                 correlation_id: String::new(),
-                at: crate::clock::to_rfc3339(crate::clock::now_ms()),
+                at: crate::clock::to_rfc3339(stamp.at_ms),
                 kind,
                 function: Some(self.function.clone()),
                 entity: entity.to_string(),
@@ -117,6 +119,7 @@ impl HostContext {
                 delivery_count: None,
                 trace_id: Some(self.trace.trace_id.clone()),
             },
+            stamp,
         );
     }
 

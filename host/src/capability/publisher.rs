@@ -52,10 +52,12 @@ impl Host for HostContext {
             extensions,
             schema: EventSchema::EventGrid,
         };
+        let stamp = self.traces.stamp();
         let published = self.events.publish(&topic, vec![event]).await;
         self.record(
             StepKind::Publish,
             &topic,
+            stamp,
             published.as_ref().map(|_| ()).map_err(ToString::to_string),
         );
         match published {

@@ -28,12 +28,18 @@ impl Host for HostContext {
                 .or_else(|| self.correlation_id.clone()),
             subject: message.subject,
             user_properties,
+            session_id: message.session_id,
+            scheduled_at_ms: message.delay_ms.map(|ms| {
+                crate::clock::now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+            }),
             ..NewMessage::default()
         };
+        let stamp = self.traces.stamp();
         let sent = self.broker.send(&queue, vec![message]).await;
         self.record(
             StepKind::Send,
             &queue,
+            stamp,
             sent.as_ref().map(|_| ()).map_err(ToString::to_string),
         );
         match sent {
@@ -41,9 +47,11 @@ impl Host for HostContext {
             Err(BrokerError::QueueNotFound(_)) => Err(CapabilityError::NotFound(format!(
                 "queue `{queue}` does not exist"
             ))),
-            Err(e @ (BrokerError::MessageTooLarge { .. } | BrokerError::InvalidName { .. })) => {
-                Err(CapabilityError::Invalid(e.to_string()))
-            }
+            Err(
+                e @ (BrokerError::MessageTooLarge { .. }
+                | BrokerError::InvalidName { .. }
+                | BrokerError::Session(_)),
+            ) => Err(CapabilityError::Invalid(e.to_string())),
             Err(e) => Err(CapabilityError::Unavailable(e.to_string())),
         }
     }

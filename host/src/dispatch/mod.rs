@@ -334,7 +334,7 @@ impl Dispatcher {
             self.services.clone(),
         );
         let started = Instant::now();
-        let started_ms = clock::now_ms();
+        let stamp = self.services.traces.stamp();
         let invocation = self
             .functions
             .runtime()
@@ -373,11 +373,11 @@ impl Dispatcher {
             ),
             Err(reason) => ("error", Some(reason.clone())),
         };
-        self.services.traces.record_at(
+        self.services.traces.record_stamped(
             &correlation_id,
             &Step {
                 correlation_id: String::new(),
-                at: clock::to_rfc3339(started_ms),
+                at: clock::to_rfc3339(stamp.at_ms),
                 kind: StepKind::Invoke,
                 function: Some(function.to_string()),
                 entity: path.to_string(),
@@ -387,7 +387,7 @@ impl Dispatcher {
                 delivery_count: Some(message.record.delivery_count),
                 trace_id: Some(trace_id),
             },
-            started_ms,
+            stamp,
         );
         attempt
     }

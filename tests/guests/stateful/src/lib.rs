@@ -8,6 +8,8 @@
 //! | `recall:K`               | reads K; its value or `(unset)`                    |
 //! | `forget:K`               | deletes K; `true` if it was set                    |
 //! | `settings`               | config `greeting`, the number of config entries, the length of secret `api-key` (never the secret) |
+//! | `schedule:MS`            | sends `later` to `results`, delivered no earlier than MS ms from now |
+//! | `session:ID`             | sends `in session` to the session queue `session-results`, session ID |
 
 use std::time::Duration;
 
@@ -32,6 +34,18 @@ fn stateful(message: Message) -> Result<()> {
             None => "(unset)".to_string(),
         },
         Some(("forget", key)) => kv::delete(key)?.to_string(),
+        Some(("schedule", ms)) => {
+            let delay = Duration::from_millis(ms.parse().unwrap_or(0));
+            send("results", &OutgoingMessage::text("later").with_delay(delay))?;
+            return Ok(());
+        }
+        Some(("session", id)) => {
+            send(
+                "session-results",
+                &OutgoingMessage::text("in session").with_session_id(id),
+            )?;
+            return Ok(());
+        }
         _ => {
             return Err(Error::dead_letter(
                 "UnknownCommand",
