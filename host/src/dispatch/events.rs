@@ -344,13 +344,7 @@ impl Dispatcher {
             self.record_step(message, StepKind::Deliver, to, outcome, reason);
         }
         if let Verdict::DeadLetter { info, .. } = &verdict {
-            self.record_step(
-                message,
-                StepKind::DeadLetter,
-                &path.queue,
-                "dead-lettered",
-                Some(format!("{}: {}", info.reason, info.description)),
-            );
+            self.record_dead_letter(message, &path.queue, &info.reason, &info.description);
         }
         let result = match verdict {
             Verdict::Delivered => self.broker.complete(path, seq, lock.token).await,
@@ -368,13 +362,7 @@ impl Dispatcher {
                         "not delivered after {count} attempts; last error: {reason}"
                     ),
                 };
-                self.record_step(
-                    message,
-                    StepKind::DeadLetter,
-                    &path.queue,
-                    "dead-lettered",
-                    Some(format!("{}: {}", info.reason, info.description)),
-                );
+                self.record_dead_letter(message, &path.queue, &info.reason, &info.description);
                 self.broker
                     .dead_letter(path, seq, lock.token, info, &attempt.properties())
                     .await

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::broker::{Abandoned, Broker, EntityPath, ReceiveMode, ReceivedMessage, SessionLockInfo};
+use crate::broker::{
+    Abandoned, Broker, EntityPath, MAX_DELIVERY_COUNT_EXCEEDED, ReceiveMode, ReceivedMessage,
+    SessionLockInfo,
+};
 use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
 use crate::events::{Destination, EventSchema, Events, ProvisioningState, Subscription};
@@ -392,7 +395,24 @@ impl Dispatcher {
         attempt
     }
 
-    /// Records a step without a function (a dead-letter, a delivery).
+    /// Records that `message` moved to `queue`'s dead-letter queue.
+    fn record_dead_letter(
+        &self,
+        message: &ReceivedMessage,
+        queue: &str,
+        reason: &str,
+        description: &str,
+    ) {
+        self.record_step(
+            message,
+            StepKind::DeadLetter,
+            queue,
+            "dead-lettered",
+            Some(format!("{reason}: {description}")),
+        );
+    }
+
+    /// Records a step (a delivery, a dead-letter) that no function made.
     fn record_step(
         &self,
         message: &ReceivedMessage,
@@ -450,19 +470,13 @@ impl Dispatcher {
         let result = match attempt {
             Ok(Outcome::Complete) => self.broker.complete(path, seq, lock.token).await,
             Ok(Outcome::DeadLetter(info)) => {
-                let reason = format!("{}: {}", info.reason, info.description);
+                let (reason, description) = (info.reason.clone(), info.description.clone());
                 let done = self
                     .broker
                     .dead_letter(path, seq, lock.token, info, &[])
                     .await;
                 if done.is_ok() {
-                    self.record_step(
-                        message,
-                        StepKind::DeadLetter,
-                        &path.queue,
-                        "dead-lettered",
-                        Some(reason),
-                    );
+                    self.record_dead_letter(message, &path.queue, &reason, &description);
                 }
                 done
             }
@@ -472,12 +486,11 @@ impl Dispatcher {
                     .abandon(path, seq, lock.token, Some(&reason), Duration::ZERO, &[])
                     .await;
                 if let Ok(Abandoned::DeadLettered) = abandoned {
-                    self.record_step(
+                    self.record_dead_letter(
                         message,
-                        StepKind::DeadLetter,
                         &path.queue,
-                        "dead-lettered",
-                        Some(format!("MaxDeliveryCountExceeded: {reason}")),
+                        MAX_DELIVERY_COUNT_EXCEEDED,
+                        &reason,
                     );
                 }
                 abandoned.map(|_| ())

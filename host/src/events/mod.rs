@@ -930,12 +930,19 @@ impl Events {
             .collect();
         let mut deliveries: Vec<(String, Vec<NewMessage>)> = Vec::new();
         let mut count = 0;
-        let wires: Vec<[Value; 2]> = events
+        // Each event rendered once per schema that some subscription delivers in.
+        let wanted =
+            |schema: EventSchema| subscriptions.iter().any(|s| s.delivery_schema() == schema);
+        let (eg, ce) = (
+            wanted(EventSchema::EventGrid),
+            wanted(EventSchema::CloudEvents),
+        );
+        let wires: Vec<[Option<Value>; 2]> = events
             .iter()
             .map(|e| {
                 [
-                    e.to_wire_in(EventSchema::EventGrid),
-                    e.to_wire_in(EventSchema::CloudEvents),
+                    eg.then(|| e.to_wire_in(EventSchema::EventGrid)),
+                    ce.then(|| e.to_wire_in(EventSchema::CloudEvents)),
                 ]
             })
             .collect();
@@ -946,10 +953,12 @@ impl Events {
             let schema = sub.delivery_schema();
             let mut messages = Vec::new();
             for ((event, wire), traceparent) in events.iter().zip(&wires).zip(&traces) {
-                let wire = match schema {
+                let rendered = match schema {
                     EventSchema::EventGrid => &wire[0],
                     EventSchema::CloudEvents => &wire[1],
                 };
+                // Rendered above for every schema a subscription delivers in.
+                let Some(wire) = rendered else { continue };
                 if !sub.spec.filter.matches(event, wire) {
                     continue;
                 }
