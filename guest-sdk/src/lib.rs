@@ -2,8 +2,9 @@
 //! [`Event`] or [`Message`] comes in, an [`Outcome`] goes out.
 //!
 //! A handler is a plain function marked with [`event_handler`] (for events
-//! delivered by a topic subscription) or [`message_handler`] (for messages
-//! received from a queue). The crate is built as a `cdylib` for
+//! delivered by a topic subscription), [`message_handler`] (for messages
+//! received from a queue) or [`http_handler`] (for requests to the
+//! function's route on the host's front door; see [`http`]). The crate is built as a `cdylib` for
 //! `wasm32-unknown-unknown` (or `wasm32-wasip2`) and turned into a WebAssembly
 //! component by `sluice build`.
 //!
@@ -52,6 +53,7 @@
 pub mod config;
 mod error;
 mod event;
+pub mod http;
 pub mod kv;
 pub mod log;
 mod message;
@@ -72,7 +74,7 @@ pub use error::{Error, Result};
 pub use event::Event;
 pub use message::Message;
 pub use outcome::{IntoOutcome, Outcome};
-pub use sluice_sdk_macro::{event_handler, message_handler};
+pub use sluice_sdk_macro::{event_handler, http_handler, message_handler};
 
 /// The version of this SDK, as released.
 ///

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::clock;
-use crate::runtime::{HandlerPre, InvocationLimits, InvocationState, PrepareError, Runtime};
+use crate::runtime::{ComponentKind, ComponentPre, InvocationLimits, PrepareError, Runtime};
 use crate::store::{Store, StoreError};
 
 /// Invocations of one function that may run at once, by default.
@@ -56,6 +56,18 @@ pub enum FunctionError {
     /// The component was refused.
     #[error(transparent)]
     Component(#[from] PrepareError),
+    /// The component's world does not serve the trigger asked for.
+    #[error("{trigger} needs {needs}, but the component is {got}{hint}")]
+    TriggerMismatch {
+        /// The trigger, described.
+        trigger: &'static str,
+        /// The kind of component it needs.
+        needs: ComponentKind,
+        /// The kind uploaded.
+        got: ComponentKind,
+        /// How to build the right one.
+        hint: &'static str,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -75,6 +87,214 @@ pub enum Trigger {
         #[serde(default)]
         event_types: Vec<String>,
     },
+    /// Requests to a route on the host's front door (`/api/{route}`).
+    Http(HttpTrigger),
+}
+
+impl Trigger {
+    /// The trigger as the deploy API's query parameters (`PUT
+    /// /api/functions/{name}?...`); [`Trigger::from_query`] reads them back.
+    /// Both live here so the CLI and the API cannot drift apart.
+    pub fn to_query(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Trigger::Queue(queue) => vec![("queue", queue.clone())],
+            Trigger::Topic { topic, event_types } => {
+                let mut query = vec![("topic", topic.clone())];
+                if !event_types.is_empty() {
+                    query.push(("eventTypes", event_types.join(",")));
+                }
+                query
+            }
+            Trigger::Http(http) => {
+                let mut query = vec![("route", http.route.clone())];
+                if !http.methods.is_empty() {
+                    query.push(("methods", http.methods.join(",")));
+                }
+                match &http.auth {
+                    HttpAuth::Sas => query.push(("auth", "sas".into())),
+                    HttpAuth::ApiKey => query.push(("auth", "apiKey".into())),
+                    HttpAuth::Anonymous => query.push(("auth", "anonymous".into())),
+                    HttpAuth::Jwt(jwt) => {
+                        query.push(("auth", "jwt".into()));
+                        query.push(("issuer", jwt.issuer.clone()));
+                        if !jwt.audiences.is_empty() {
+                            query.push(("audiences", jwt.audiences.join(",")));
+                        }
+                        if let Some(uri) = &jwt.jwks_uri {
+                            query.push(("jwksUri", uri.clone()));
+                        }
+                    }
+                }
+                if let Some(limit) = &http.rate_limit {
+                    query.push((
+                        "rateLimit",
+                        format!("{}/{}", limit.requests, limit.per_seconds),
+                    ));
+                }
+                query
+            }
+        }
+    }
+
+    /// Reads the trigger from the deploy API's query parameters.
+    pub fn from_query(
+        query: &std::collections::HashMap<String, String>,
+    ) -> Result<Trigger, String> {
+        let list = |name: &str| -> Vec<String> {
+            query
+                .get(name)
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match (query.get("queue"), query.get("topic"), query.get("route")) {
+            (Some(queue), None, None) => Ok(Trigger::Queue(queue.clone())),
+            (None, Some(topic), None) => Ok(Trigger::Topic {
+                topic: topic.clone(),
+                event_types: list("eventTypes"),
+            }),
+            (None, None, Some(route)) => {
+                let auth = match query.get("auth").map(|a| a.to_ascii_lowercase()).as_deref() {
+                    None | Some("sas") => HttpAuth::Sas,
+                    Some("apikey") => HttpAuth::ApiKey,
+                    Some("anonymous") => HttpAuth::Anonymous,
+                    Some("jwt") => HttpAuth::Jwt(JwtAuth {
+                        issuer: query
+                            .get("issuer")
+                            .cloned()
+                            .ok_or("auth=jwt needs `issuer` (the tokens' `iss`, a URL)")?,
+                        audiences: list("audiences"),
+                        jwks_uri: query.get("jwksUri").cloned(),
+                    }),
+                    Some(other) => {
+                        return Err(format!(
+                            "unknown auth `{other}`; use sas, apiKey, jwt or anonymous"
+                        ));
+                    }
+                };
+                let rate_limit = match query.get("rateLimit") {
+                    None => None,
+                    Some(text) => {
+                        let (requests, per) = text.split_once('/').unwrap_or((text, "60"));
+                        let parse = |t: &str| t.trim().parse::<u32>().ok();
+                        match (parse(requests), parse(per)) {
+                            (Some(requests), Some(per_seconds)) => Some(RateLimit {
+                                requests,
+                                per_seconds,
+                            }),
+                            _ => {
+                                return Err(format!(
+                                    "rateLimit `{text}`: give `<requests>/<seconds>`, e.g. `100/60`"
+                                ));
+                            }
+                        }
+                    }
+                };
+                Ok(Trigger::Http(HttpTrigger {
+                    route: route.clone(),
+                    methods: list("methods")
+                        .into_iter()
+                        .map(|m| m.to_ascii_uppercase())
+                        .collect(),
+                    auth,
+                    rate_limit,
+                }))
+            }
+            _ => Err(
+                "give exactly one trigger: `?queue=<queue>`, `?topic=<topic>[&eventTypes=a,b]` or `?route=<route>[&methods=POST&auth=apiKey]`"
+                    .into(),
+            ),
+        }
+    }
+
+    /// The kind of component that serves this trigger.
+    pub fn component_kind(&self) -> ComponentKind {
+        match self {
+            Trigger::Queue(_) | Trigger::Topic { .. } => ComponentKind::Handler,
+            Trigger::Http(_) => ComponentKind::Http,
+        }
+    }
+}
+
+/// An HTTP trigger: the function answers requests to `/api/{route}`, once
+/// the caller passed `auth` and its rate limit ([`crate::gateway`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpTrigger {
+    /// The route under `/api/`: literal segments, `{name}` for any one
+    /// segment, and a last `{*rest}` for the rest of the path
+    /// (`orders`, `orders/{id}`, `files/{*path}`).
+    pub route: String,
+    /// The methods served (upper case); every method when empty.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Who may call it.
+    #[serde(default)]
+    pub auth: HttpAuth,
+    /// Requests one caller may make; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "rate_limit")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How an HTTP-triggered function checks its callers. Every kind but
+/// `anonymous` answers 401 without credentials and 403 with credentials
+/// that do not grant the call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum HttpAuth {
+    /// A Service Bus shared access signature (`Authorization:
+    /// SharedAccessSignature ...`) with the Send right on the route's path:
+    /// the host's own policies. The default: secure without setup.
+    #[default]
+    Sas,
+    /// One of the function's API keys (its settings' `apiKeys`), in the
+    /// `x-functions-key` header or the `code` query parameter, as Azure
+    /// Functions takes them.
+    #[serde(alias = "api_key")]
+    ApiKey,
+    /// An OAuth 2.0 / OpenID Connect bearer token (`Authorization: Bearer
+    /// <JWT>`) signed by one of the issuer's public keys.
+    Jwt(JwtAuth),
+    /// Anyone; the rate limit then applies per client address.
+    Anonymous,
+}
+
+/// Which bearer tokens a `jwt` HTTP trigger accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtAuth {
+    /// The `iss` a token must carry, e.g. `https://login.example.com/`.
+    pub issuer: String,
+    /// One of these must be in the token's `aud`; any audience when empty.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Where the issuer's public keys (a JWK set) are fetched from; by
+    /// default, the `jwks_uri` of `{issuer}/.well-known/openid-configuration`.
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "jwks_uri")]
+    pub jwks_uri: Option<String>,
+}
+
+/// A per-caller budget: `requests` per `per_seconds`, refilled steadily
+/// (a token bucket holding at most `requests`). Past it, 429 with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed per window (1 ..= 1,000,000).
+    pub requests: u32,
+    /// The window in seconds (1 ..= 86,400).
+    #[serde(default = "RateLimit::default_window", alias = "per_seconds")]
+    pub per_seconds: u32,
+}
+
+impl RateLimit {
+    fn default_window() -> u32 {
+        60
+    }
 }
 
 /// Resource limits of a function.
@@ -191,6 +411,9 @@ pub struct FunctionSettings {
     /// Hosts the handler may call over outbound HTTP (`api.example.com`,
     /// `127.0.0.1:8080`, `*.example.com`); none by default.
     pub allowed_hosts: Vec<String>,
+    /// API keys of an HTTP trigger with `apiKey` auth, by name (the name
+    /// identifies the caller, e.g. for its rate limit); values never shown.
+    pub api_keys: BTreeMap<String, String>,
 }
 
 /// Most entries of config plus secrets.
@@ -209,7 +432,16 @@ impl FunctionSettings {
                 "allowedHosts: entries are host names, `host:port` or `*.domain`, without scheme or path".into(),
             ));
         }
-        if self.config.len() + self.secrets.len() + self.allowed_hosts.len() > MAX_SETTINGS {
+        for (name, key) in &self.api_keys {
+            if name.is_empty() || name.len() > 256 || key.len() < 16 || key.len() > 1024 {
+                return Err(FunctionError::InvalidSettings(format!(
+                    "apiKeys.{name}: a name is 1 to 256 bytes, a key 16 to 1024 bytes"
+                )));
+            }
+        }
+        if self.config.len() + self.secrets.len() + self.allowed_hosts.len() + self.api_keys.len()
+            > MAX_SETTINGS
+        {
             return Err(FunctionError::InvalidSettings(format!(
                 "at most {MAX_SETTINGS} config and secret entries in all"
             )));
@@ -231,12 +463,13 @@ impl FunctionSettings {
         Ok(())
     }
 
-    /// What the API shows: config values, secret names only.
+    /// What the API shows: config values, secret and API key names only.
     pub fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
             "config": self.config,
             "secrets": self.secrets.keys().collect::<Vec<_>>(),
             "allowedHosts": self.allowed_hosts,
+            "apiKeys": self.api_keys.keys().collect::<Vec<_>>(),
         })
     }
 }
@@ -256,7 +489,7 @@ pub struct DeployedFunction {
     /// Its definition.
     pub record: FunctionRecord,
     /// The pre-linked component.
-    pub handler: HandlerPre<InvocationState>,
+    pub handler: ComponentPre,
     /// Permits for concurrent invocations.
     pub concurrency: Arc<Semaphore>,
 }
@@ -319,7 +552,7 @@ impl Functions {
     }
 
     /// Loads a stored component: the precompiled artifact, else compile again.
-    async fn load(&self, hash: &str) -> Result<HandlerPre<InvocationState>, FunctionError> {
+    async fn load(&self, hash: &str) -> Result<ComponentPre, FunctionError> {
         let key = self.compiled_key(hash);
         if let Some(compiled) = self.store.compiled().get(&key).map_err(StoreError::from)? {
             match self.runtime.load_precompiled(&compiled) {
@@ -346,10 +579,7 @@ impl Functions {
         Ok(handler)
     }
 
-    async fn compile(
-        &self,
-        bytes: Vec<u8>,
-    ) -> Result<(HandlerPre<InvocationState>, Vec<u8>), FunctionError> {
+    async fn compile(&self, bytes: Vec<u8>) -> Result<(ComponentPre, Vec<u8>), FunctionError> {
         let runtime = self.runtime.clone();
         // Compilation is CPU-bound; keep it off the async workers.
         tokio::task::spawn_blocking(move || runtime.compile(&bytes))
@@ -358,11 +588,7 @@ impl Functions {
             .map_err(FunctionError::from)
     }
 
-    fn install(
-        &self,
-        record: FunctionRecord,
-        handler: HandlerPre<InvocationState>,
-    ) -> Arc<DeployedFunction> {
+    fn install(&self, record: FunctionRecord, handler: ComponentPre) -> Arc<DeployedFunction> {
         let function = Arc::new(DeployedFunction {
             concurrency: Arc::new(Semaphore::new(
                 usize::try_from(record.limits.max_concurrency).unwrap_or(1),
@@ -407,6 +633,26 @@ impl Functions {
             Some(hit) => hit,
             None => self.compile(component.clone()).await?,
         };
+        let needs = trigger.component_kind();
+        if handler.kind() != needs {
+            return Err(FunctionError::TriggerMismatch {
+                trigger: match trigger {
+                    Trigger::Http(_) => "an HTTP trigger",
+                    Trigger::Queue(_) => "a queue trigger",
+                    Trigger::Topic { .. } => "a topic trigger",
+                },
+                needs,
+                got: handler.kind(),
+                hint: match needs {
+                    ComponentKind::Http => {
+                        " (mark the Rust handler with #[sluice_sdk::http_handler])"
+                    }
+                    ComponentKind::Handler => {
+                        " (mark the Rust handler with #[sluice_sdk::message_handler] or #[sluice_sdk::event_handler])"
+                    }
+                },
+            });
+        }
         let version = self.get(name).map_or(1, |f| f.record.version + 1);
         let record = FunctionRecord {
             name: name.to_string(),
@@ -571,6 +817,16 @@ impl Functions {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Every deployed function's current version, in no order.
+    pub fn all(&self) -> Vec<Arc<DeployedFunction>> {
+        self.deployed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every function, sorted by name.

@@ -21,6 +21,8 @@
 //! - [`functions`]: deployed functions, precompiled and stored, with their
 //!   config and secrets.
 //! - [`dispatch`]: triggers that drain queues into handlers and settle.
+//! - [`gateway`]: HTTP-triggered functions on the front door (`/api/{route}`),
+//!   with per-function auth (SAS, API key, JWT) and per-caller rate limits.
 //! - [`trace`]: W3C trace context on every message and event, and the
 //!   recorded steps of each transaction (by correlation id).
 //! - [`auth`]: shared access signatures and keys (pure checks); [`access`]
@@ -43,6 +45,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod events;
 pub mod functions;
+pub mod gateway;
 pub mod keyvalue;
 pub mod manifest;
 pub mod runtime;

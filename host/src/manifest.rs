@@ -36,7 +36,7 @@ use crate::events::{
     AdvancedFilter, Destination, EventSchema, Filter, RetryPolicy, SubscriptionSpec,
     WebhookDestination,
 };
-use crate::functions::{FunctionLimits, FunctionSettings, Trigger};
+use crate::functions::{FunctionLimits, FunctionSettings, HttpTrigger, Trigger};
 
 /// The manifest's file name, looked for in the current directory.
 pub const MANIFEST_FILE: &str = "sluice.toml";
@@ -205,6 +205,9 @@ pub struct FunctionDecl {
     pub secrets_from_env: BTreeMap<String, String>,
     /// `allowed_hosts`: outbound HTTP allow-list.
     pub allowed_hosts: Vec<String>,
+    /// `api_keys_from_env`: API key name → environment variable (an HTTP
+    /// trigger with `apiKey` auth), read when applied.
+    pub api_keys_from_env: BTreeMap<String, String>,
 }
 
 impl FunctionDecl {
@@ -216,11 +219,20 @@ impl FunctionDecl {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<FunctionSettings, String> {
         let mut secrets = self.secrets.clone();
+        let mut api_keys = BTreeMap::new();
         let mut missing = Vec::new();
         for (secret, variable) in &self.secrets_from_env {
             match env(variable) {
                 Some(value) => {
                     secrets.insert(secret.clone(), value);
+                }
+                None => missing.push(variable.as_str()),
+            }
+        }
+        for (key, variable) in &self.api_keys_from_env {
+            match env(variable) {
+                Some(value) => {
+                    api_keys.insert(key.clone(), value);
                 }
                 None => missing.push(variable.as_str()),
             }
@@ -232,8 +244,17 @@ impl FunctionDecl {
                 ("variables", "are")
             };
             let names: Vec<String> = missing.iter().map(|v| format!("`{v}`")).collect();
+            let field = if self
+                .secrets_from_env
+                .values()
+                .any(|v| missing.contains(&v.as_str()))
+            {
+                "secrets_from_env"
+            } else {
+                "api_keys_from_env"
+            };
             return Err(format!(
-                "functions.{}.secrets_from_env: environment {noun} {} {verb} not set",
+                "functions.{}.{field}: environment {noun} {} {verb} not set",
                 self.name,
                 names.join(", ")
             ));
@@ -242,6 +263,7 @@ impl FunctionDecl {
             config: self.config.clone(),
             secrets,
             allowed_hosts: self.allowed_hosts.clone(),
+            api_keys,
         })
     }
 }
@@ -638,6 +660,9 @@ struct RawFunction {
     secrets_from_env: Option<SecretsFromEnv>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    http: Option<HttpTrigger>,
+    #[serde(default)]
+    api_keys_from_env: BTreeMap<String, String>,
 }
 
 /// `secrets_from_env = ["CRM_TOKEN"]` (the secret is named like the
@@ -1084,8 +1109,29 @@ impl Checker<'_> {
                 dir.to_path_buf()
             }
         };
-        let trigger = match (raw.queue, raw.topic) {
-            (Some(queue), None) => {
+        let trigger = match (raw.queue, raw.topic, raw.http) {
+            (None, None, Some(http)) => {
+                if raw.event_types.is_some() {
+                    self.error(
+                        line,
+                        format!("{field}.event_types"),
+                        "applies to a topic trigger only (`topic = \"...\"`)",
+                    );
+                }
+                if let Err(why) = crate::gateway::validate_trigger(&http) {
+                    self.error(line, format!("{field}.http"), why);
+                }
+                Trigger::Http(http)
+            }
+            (_, _, Some(_)) => {
+                self.error(
+                    line,
+                    field.clone(),
+                    "give one trigger: `queue`, `topic` or `http`, not several",
+                );
+                Trigger::Queue(String::new())
+            }
+            (Some(queue), None, None) => {
                 if raw.event_types.is_some() {
                     self.error(
                         line,
@@ -1095,11 +1141,11 @@ impl Checker<'_> {
                 }
                 Trigger::Queue(queue)
             }
-            (None, Some(topic)) => Trigger::Topic {
+            (None, Some(topic), None) => Trigger::Topic {
                 topic,
                 event_types: raw.event_types.unwrap_or_default(),
             },
-            (Some(_), Some(_)) => {
+            (Some(_), Some(_), None) => {
                 self.error(
                     line,
                     field.clone(),
@@ -1107,11 +1153,11 @@ impl Checker<'_> {
                 );
                 Trigger::Queue(String::new())
             }
-            (None, None) => {
+            (None, None, None) => {
                 self.error(
                     line,
                     field.clone(),
-                    "needs a trigger: `queue = \"...\"` or `topic = \"...\"` (with optional `event_types`)",
+                    "needs a trigger: `queue = \"...\"`, `topic = \"...\"` (with optional `event_types`) or `http = { route = \"...\" }`",
                 );
                 Trigger::Queue(String::new())
             }
@@ -1189,6 +1235,15 @@ impl Checker<'_> {
                 );
             }
         }
+        for variable in raw.api_keys_from_env.values() {
+            if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
+                self.error(
+                    line,
+                    format!("{field}.api_keys_from_env"),
+                    format!("`{variable}` is not an environment variable name"),
+                );
+            }
+        }
         for host in &raw.allowed_hosts {
             if host.is_empty() || host.contains('/') {
                 self.error(
@@ -1210,6 +1265,7 @@ impl Checker<'_> {
             secrets: raw.secrets,
             secrets_from_env,
             allowed_hosts: raw.allowed_hosts,
+            api_keys_from_env: raw.api_keys_from_env,
         }
     }
 
@@ -1485,6 +1541,54 @@ secrets = { token = "s3cret" }
         assert_eq!(
             bill.settings(|_| None).expect("no env").secrets["token"],
             "s3cret"
+        );
+    }
+
+    #[test]
+    fn an_http_trigger_reads_its_route_auth_rate_limit_and_api_keys() {
+        let m = parse_ok(
+            r#"
+[functions.accept]
+path = "accept"
+http = { route = "orders/{id}", methods = ["POST"], auth = { kind = "jwt", issuer = "https://login.example.com/", jwks_uri = "https://login.example.com/keys" }, rate_limit = { requests = 100, per_seconds = 60 } }
+api_keys_from_env = { shop = "SHOP_KEY" }
+"#,
+        );
+        let accept = m.function("accept").expect("declared");
+        let Trigger::Http(http) = &accept.trigger else {
+            panic!("an HTTP trigger: {:?}", accept.trigger);
+        };
+        assert_eq!(http.route, "orders/{id}");
+        assert_eq!(http.methods, ["POST"]);
+        let crate::functions::HttpAuth::Jwt(jwt) = &http.auth else {
+            panic!("jwt auth: {:?}", http.auth);
+        };
+        assert_eq!(
+            jwt.jwks_uri.as_deref(),
+            Some("https://login.example.com/keys")
+        );
+        assert_eq!(
+            http.rate_limit.map(|l| (l.requests, l.per_seconds)),
+            Some((100, 60))
+        );
+        let settings = accept
+            .settings(|v| (v == "SHOP_KEY").then(|| "k".repeat(32)))
+            .expect("set");
+        assert_eq!(settings.api_keys["shop"], "k".repeat(32));
+        let error = accept.settings(|_| None).expect_err("unset");
+        assert!(
+            error.contains("functions.accept.api_keys_from_env"),
+            "{error}"
+        );
+
+        let bad = parse(
+            "[functions.f]\npath = \"f\"\nhttp = { route = \"queues\" }\n",
+            Path::new("app/sluice.toml"),
+        )
+        .expect_err("reserved route");
+        assert!(
+            bad.to_string().contains("functions.f.http: route `queues`"),
+            "{bad}"
         );
     }
 

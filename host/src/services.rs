@@ -12,6 +12,7 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::events::system::{self, PushSettings};
 use crate::events::{Destination, Events, EventsError, Filter, Subscription, SubscriptionSpec};
 use crate::functions::{FunctionError, FunctionLimits, FunctionRecord, Functions, Trigger};
+use crate::gateway::Gateway;
 use crate::keyvalue::{KeyValue, KeyValueError};
 use crate::runtime::Runtime;
 use crate::store::{Durability, Store};
@@ -41,6 +42,12 @@ pub enum DeployError {
     /// The function registry refused.
     #[error(transparent)]
     Function(#[from] FunctionError),
+    /// The HTTP trigger is malformed.
+    #[error("invalid HTTP trigger: {0}")]
+    InvalidHttpTrigger(String),
+    /// Another function serves the HTTP trigger's route.
+    #[error("{0}")]
+    RouteTaken(String),
     /// The topic subscription could not be made.
     #[error(transparent)]
     Events(#[from] EventsError),
@@ -67,6 +74,8 @@ pub struct Sluice {
     pub kv: Arc<KeyValue>,
     /// Recorded workflow steps.
     pub traces: Arc<Traces>,
+    /// HTTP-triggered functions.
+    pub gateway: Arc<Gateway>,
 }
 
 impl Sluice {
@@ -96,13 +105,19 @@ impl Sluice {
         tokio::spawn(kv.clone().run_sweeper());
         let traces = Arc::new(Traces::new(store.clone()));
         tokio::spawn(traces.clone().run_sweeper());
+        let services = HostServices {
+            broker: broker.clone(),
+            events: events.clone(),
+            kv: kv.clone(),
+            traces: traces.clone(),
+        };
+        let gateway = Arc::new(Gateway::new(
+            functions.clone(),
+            services.clone(),
+            access.clone(),
+        ));
         let dispatcher = Arc::new(Dispatcher::new(
-            HostServices {
-                broker: broker.clone(),
-                events: events.clone(),
-                kv: kv.clone(),
-                traces: traces.clone(),
-            },
+            services,
             functions.clone(),
             config.dispatch,
         ));
@@ -116,6 +131,7 @@ impl Sluice {
             access,
             kv,
             traces,
+            gateway,
         }))
     }
 
@@ -165,6 +181,12 @@ impl Sluice {
             Trigger::Topic { topic, .. } if !self.events.has_topic(topic) => {
                 return Err(DeployError::TriggerTopicNotFound(topic.clone()));
             }
+            Trigger::Http(http) => {
+                crate::gateway::validate_trigger(http).map_err(DeployError::InvalidHttpTrigger)?;
+                self.gateway
+                    .check_route_free(name, http)
+                    .map_err(DeployError::RouteTaken)?;
+            }
             _ => {}
         }
         let previous = self.functions.get(name).map(|f| f.record.trigger.clone());
@@ -200,6 +222,7 @@ impl Sluice {
     /// its key-value state.
     pub async fn delete_function(&self, name: &str) -> Result<FunctionRecord, DeployError> {
         let record = self.functions.delete(name).await?;
+        self.gateway.forget(name);
         self.kv.clear(name).await?;
         if let Trigger::Topic { topic, .. } = &record.trigger {
             self.remove_function_subscription(topic, name).await?;

@@ -14,6 +14,7 @@ mod deploy;
 mod events;
 mod guests;
 mod hostile;
+mod http_triggers;
 mod languages;
 mod order_flow;
 mod push_model;

@@ -401,6 +401,8 @@ pub(crate) fn order(id: &str) -> Value {
 
 pub(crate) const VALIDATE_ORDER: &str = "examples/order-flow/validate-order";
 pub(crate) const FULFIL_ORDER: &str = "examples/order-flow/fulfil-order";
+pub(crate) const ACCEPT_ORDER: &str = "examples/order-flow/accept-order";
+pub(crate) const HTTP_PROBE: &str = "tests/guests/http-probe";
 pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
 pub(crate) const PANICS: &str = "tests/guests/panics";
 pub(crate) const BUSY: &str = "tests/guests/busy";

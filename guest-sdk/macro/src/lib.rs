@@ -90,6 +90,45 @@ pub fn message_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
+/// Exports a function as the handler of HTTP requests to the function's
+/// route on the host's front door.
+///
+/// # Requirements
+///
+/// The function takes exactly one argument, a `sluice_sdk::http::Request`,
+/// and returns anything that implements `sluice_sdk::http::IntoResponse`: a
+/// `Response`, or `Result<Response, sluice_sdk::Error>` (an `Err` answers
+/// 500 with its text). It is a plain `fn`: not `async`, not `unsafe`, no
+/// generics, no `self`. One handler per crate.
+///
+/// # Example
+///
+/// ```no_run
+/// use sluice_sdk::http::{Request, Response};
+///
+/// #[sluice_sdk::http_handler]
+/// fn hello(request: Request) -> Response {
+///     Response::text(200, format!("hello, {}", request.principal().unwrap_or("stranger")))
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Generated code
+///
+/// The function is kept as written. Next to it the macro adds a hidden type
+/// implementing the standard `wasi:http/incoming-handler` export: `handle`
+/// reads the request whole, calls the function and writes its response.
+/// The component targets the `http-handler` world (no `handle-event` or
+/// `handle-message`), so the host accepts it only with an HTTP trigger. A
+/// panic in the function is a trap, answered with 500.
+#[proc_macro_attribute]
+pub fn http_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(item as ItemFn);
+    expand(Trigger::Http, attr.into(), item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
 /// Shapes the macros refuse; `cargo test --doc` checks that each still fails.
 ///
 /// ```compile_fail
@@ -133,6 +172,20 @@ pub fn message_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// fn not_an_outcome(message: sluice_sdk::Message) -> u32 { 1 }
 /// # fn main() {}
 /// ```
+///
+/// ```compile_fail
+/// #[sluice_sdk::http_handler]
+/// fn not_a_response(request: sluice_sdk::http::Request) -> u32 { 1 }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[sluice_sdk::http_handler]
+/// fn wrong_input(message: sluice_sdk::Message) -> sluice_sdk::http::Response {
+///     sluice_sdk::http::Response::new(200)
+/// }
+/// # fn main() {}
+/// ```
 #[cfg(doctest)]
 struct RefusedShapes;
 
@@ -140,6 +193,7 @@ struct RefusedShapes;
 enum Trigger {
     Event,
     Message,
+    Http,
 }
 
 impl Trigger {
@@ -147,6 +201,7 @@ impl Trigger {
         match self {
             Trigger::Event => "#[event_handler]",
             Trigger::Message => "#[message_handler]",
+            Trigger::Http => "#[http_handler]",
         }
     }
 
@@ -154,6 +209,7 @@ impl Trigger {
         match self {
             Trigger::Event => "`event: sluice_sdk::Event`",
             Trigger::Message => "`message: sluice_sdk::Message`",
+            Trigger::Http => "`request: sluice_sdk::http::Request`",
         }
     }
 }
@@ -248,6 +304,9 @@ fn expand(trigger: Trigger, attr: TokenStream2, function: ItemFn) -> syn::Result
                 quote_spanned!(output_span=> #run(#name, message)),
             )
         }
+        Trigger::Http => {
+            return Ok(http_export(&function, &guest, argument_span, output_span));
+        }
     };
 
     Ok(quote! {
@@ -270,4 +329,36 @@ fn expand(trigger: Trigger, attr: TokenStream2, function: ItemFn) -> syn::Result
             ::sluice_sdk::__private::export!(#guest with_types_in ::sluice_sdk::__private::bindings);
         };
     })
+}
+
+/// The `wasi:http/incoming-handler` export of an `#[http_handler]` function.
+fn http_export(
+    function: &ItemFn,
+    guest: &syn::Ident,
+    argument_span: Span,
+    output_span: Span,
+) -> TokenStream2 {
+    let name = &function.sig.ident;
+    let run = quote_spanned!(argument_span=> ::sluice_sdk::__private::run_http);
+    let call = quote_spanned!(output_span=> #run(#name, request, response_out));
+    let bindings = quote!(::sluice_sdk::__private::http_bindings);
+    quote! {
+        #function
+
+        // Hidden from the user's namespace: the component's export.
+        const _: () = {
+            struct #guest;
+
+            impl #bindings::exports::wasi::http::incoming_handler::Guest for #guest {
+                fn handle(
+                    request: #bindings::wasi::http::types::IncomingRequest,
+                    response_out: #bindings::wasi::http::types::ResponseOutparam,
+                ) {
+                    #call
+                }
+            }
+
+            ::sluice_sdk::__private::export_http!(#guest with_types_in ::sluice_sdk::__private::http_bindings);
+        };
+    }
 }

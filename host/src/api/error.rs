@@ -40,6 +40,8 @@ pub struct ApiError {
     pub message: String,
     /// How to render it.
     pub format: ErrorFormat,
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`, ...).
+    pub headers: Vec<(header::HeaderName, String)>,
 }
 
 impl ApiError {
@@ -50,7 +52,14 @@ impl ApiError {
             code,
             message: message.into(),
             format: ErrorFormat::Json,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// 400 Bad Request.
@@ -100,6 +109,11 @@ impl ApiError {
         *response.status_mut() = self.status;
         if let Ok(value) = header::HeaderValue::from_str(content_type) {
             response.headers_mut().insert(header::CONTENT_TYPE, value);
+        }
+        for (name, value) in self.headers {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
         }
         response
     }
@@ -199,6 +213,9 @@ impl From<FunctionError> for ApiError {
             FunctionError::InvalidName(_)
             | FunctionError::InvalidLimits(_)
             | FunctionError::InvalidSettings(_) => ApiError::bad_request(message),
+            FunctionError::TriggerMismatch { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "InvalidComponent", message)
+            }
             FunctionError::Component(PrepareError::Invalid(_) | PrepareError::WrongWorld(_)) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "InvalidComponent", message)
             }
@@ -212,6 +229,10 @@ impl From<DeployError> for ApiError {
         match e {
             DeployError::TriggerQueueNotFound(_) | DeployError::TriggerTopicNotFound(_) => {
                 ApiError::not_found(e.to_string())
+            }
+            DeployError::InvalidHttpTrigger(_) => ApiError::bad_request(e.to_string()),
+            DeployError::RouteTaken(_) => {
+                ApiError::new(StatusCode::CONFLICT, "RouteTaken", e.to_string())
             }
             DeployError::Function(f) => f.into(),
             DeployError::Events(ev) => ev.into(),

@@ -5,6 +5,7 @@
 //! | `GET /api/functions`                            | list functions                      |
 //! | `PUT /api/functions/{name}?queue=Q`             | deploy (body: component bytes)      |
 //! | `PUT /api/functions/{name}?topic=T&eventTypes=a,b` | deploy with a topic trigger      |
+//! | `PUT /api/functions/{name}?route=R&methods=POST&auth=apiKey&rateLimit=100/60` | deploy with an HTTP trigger (`/api/R`; auth `sas`, `apiKey`, `jwt` with `issuer`, `audiences`, `jwksUri`, or `anonymous`) |
 //! | `GET`, `DELETE /api/functions/{name}`           | show, delete                        |
 //! | `GET /api/functions/{name}/versions`            | every version (hash, size, deploy time, trigger, limits) |
 //! | `POST /api/functions/{name}/rollback[?version=N]` | deploy version N (default: the previous) again, as a new version |
@@ -149,28 +150,7 @@ async fn function(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult
         },
         Method::DELETE => json(StatusCode::OK, &sluice.delete_function(name).await?),
         Method::PUT => {
-            let trigger = match (request.query.get("queue"), request.query.get("topic")) {
-                (Some(queue), None) => Trigger::Queue(queue.clone()),
-                (None, Some(topic)) => Trigger::Topic {
-                    topic: topic.clone(),
-                    event_types: request
-                        .query
-                        .get("eventTypes")
-                        .map(|t| {
-                            t.split(',')
-                                .map(str::trim)
-                                .filter(|t| !t.is_empty())
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                },
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "give exactly one trigger: `?queue=<queue>` or `?topic=<topic>[&eventTypes=a,b]`",
-                    ));
-                }
-            };
+            let trigger = Trigger::from_query(&request.query).map_err(ApiError::bad_request)?;
             let defaults = FunctionLimits::default();
             let limits = FunctionLimits {
                 max_concurrency: request

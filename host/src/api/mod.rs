@@ -2,6 +2,7 @@
 //!
 //! | path                                   | what                                   | module          |
 //! |----------------------------------------|----------------------------------------|-----------------|
+//! | `/api/{route}` of an HTTP trigger      | HTTP-triggered functions               | [`functions_http`] |
 //! | `/api/...`                             | Sluice management (JSON)               | [`management`]  |
 //! | `/topics/{topic}/api/events`           | Event Grid / CloudEvents publish       | [`publish`]     |
 //! | `/api/topics/...`                      | Event Grid topics and subscriptions    | [`event_grid`]  |
@@ -19,6 +20,7 @@ mod bus_topics;
 mod data;
 pub mod error;
 mod event_grid;
+mod functions_http;
 mod management;
 mod messaging;
 mod publish;
@@ -51,6 +53,10 @@ pub(crate) struct ApiRequest {
     /// `http` or `https`, as the client connected.
     pub(crate) scheme: &'static str,
     pub(crate) method: Method,
+    /// The URI as received.
+    pub(crate) uri: hyper::Uri,
+    /// The client's address.
+    pub(crate) peer: Option<std::net::SocketAddr>,
     pub(crate) path: String,
     /// Percent-decoded path segments.
     pub(crate) segments: Vec<String>,
@@ -157,7 +163,11 @@ pub(crate) fn empty(status: StatusCode) -> ApiResult {
     Ok(response)
 }
 
-fn parse(request: Request<Incoming>, scheme: &'static str) -> ApiRequest {
+fn parse(
+    request: Request<Incoming>,
+    scheme: &'static str,
+    peer: Option<std::net::SocketAddr>,
+) -> ApiRequest {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let segments = path
@@ -188,6 +198,8 @@ fn parse(request: Request<Incoming>, scheme: &'static str) -> ApiRequest {
     ApiRequest {
         scheme,
         method: parts.method,
+        uri: parts.uri,
+        peer,
         path,
         segments,
         query,
@@ -199,6 +211,12 @@ fn parse(request: Request<Incoming>, scheme: &'static str) -> ApiRequest {
 async fn route(sluice: Arc<Sluice>, request: ApiRequest) -> ApiResult {
     let first = request.segments.first().map(|s| s.to_ascii_lowercase());
     let service_bus = !matches!(first.as_deref(), None | Some("health" | "api" | "topics"));
+    // A function's route checks its callers by its own auth, not the host's policies.
+    if first.as_deref() == Some("api")
+        && let Some(found) = functions_http::find(&sluice, &request)
+    {
+        return functions_http::serve(&sluice, found, request).await;
+    }
     if let Err(e) = authorize::authorize(&sluice, &request) {
         return Err(if service_bus { e.xml() } else { e });
     }
@@ -248,9 +266,11 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
-                None => serve_connection(TokioIo::new(stream), sluice, "http").await,
+                None => serve_connection(TokioIo::new(stream), sluice, "http", peer).await,
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve_connection(TokioIo::new(stream), sluice, "https").await,
+                    Ok(stream) => {
+                        serve_connection(TokioIo::new(stream), sluice, "https", peer).await
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
@@ -269,6 +289,7 @@ async fn serve_connection<IO>(
     io: TokioIo<IO>,
     sluice: Arc<Sluice>,
     scheme: &'static str,
+    peer: std::net::SocketAddr,
 ) -> Result<(), hyper::Error>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -278,7 +299,7 @@ where
         async move {
             let method = request.method().clone();
             let path = request.uri().path().to_string();
-            let response = route(sluice, parse(request, scheme)).await.unwrap_or_else(|e| {
+            let response = route(sluice, parse(request, scheme, Some(peer))).await.unwrap_or_else(|e| {
                 if e.status.is_server_error() {
                     tracing::warn!(%method, %path, status = e.status.as_u16(), message = %e.message, "request failed");
                 } else {

@@ -131,25 +131,41 @@ pub fn build_component(dir: &Path, opts: &BuildOptions) -> Result<BuiltComponent
     }
 }
 
-/// The world's WIT, as this binary was built with (the host/guest contract).
-const HANDLER_WIT: &str = include_str!("../../../wit/handler.wit");
+/// The world's WIT, as this binary was built with (the host/guest contract):
+/// `handler.wit` and the WASI packages it uses (`deps/`, for the
+/// `http-handler` world), as paths relative to the WIT directory.
+const WIT_FILES: &[(&str, &str)] = &[
+    ("handler.wit", include_str!("../../../wit/handler.wit")),
+    (
+        "deps/clocks.wit",
+        include_str!("../../../wit/deps/clocks.wit"),
+    ),
+    ("deps/http.wit", include_str!("../../../wit/deps/http.wit")),
+    ("deps/io.wit", include_str!("../../../wit/deps/io.wit")),
+];
 
 /// The world every component targets, as componentize-py and jco want it named.
 const WORLD: &str = "handler";
 
-/// A directory holding the embedded `handler.wit`, in the cache and keyed by its
-/// hash: the componentizers read WIT from files, and a build must not depend on a
+/// A directory holding the embedded WIT, in the cache and keyed by its hash:
+/// the componentizers read WIT from files, and a build must not depend on a
 /// repository checkout.
 fn wit_dir() -> Result<PathBuf> {
-    let hash = hex::encode(Sha256::digest(HANDLER_WIT.as_bytes()));
+    let mut hasher = Sha256::new();
+    for (path, text) in WIT_FILES {
+        hasher.update(path.as_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let hash = hex::encode(hasher.finalize());
     let dir = cache::cache_dir()?
         .join("wit")
         .join(format!("sluice-handler-{}", &hash[..16]));
-    let file = dir.join("handler.wit");
-    if fs::read_to_string(&file).is_ok_and(|text| text == HANDLER_WIT) {
-        return Ok(dir);
+    for (path, text) in WIT_FILES {
+        let file = dir.join(path);
+        if !fs::read_to_string(&file).is_ok_and(|current| current == *text) {
+            write_atomically(&file, text.as_bytes())?;
+        }
     }
-    write_atomically(&file, HANDLER_WIT.as_bytes())?;
     Ok(dir)
 }
 
@@ -282,7 +298,7 @@ mod tests {
 
     #[test]
     fn the_embedded_wit_is_the_handler_world() {
-        assert!(HANDLER_WIT.contains("package sluice:handler@"));
-        assert!(HANDLER_WIT.contains(&format!("world {WORLD} {{")));
+        assert!(WIT_FILES[0].1.contains("package sluice:handler@"));
+        assert!(WIT_FILES[0].1.contains(&format!("world {WORLD} {{")));
     }
 }

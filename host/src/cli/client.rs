@@ -133,12 +133,19 @@ pub(crate) struct SettingsArgs {
     /// `127.0.0.1:8080` or `*.example.com` (repeatable; none by default).
     #[arg(long = "allow-host")]
     pub(crate) allowed_hosts: Vec<String>,
+    /// An API key `name=key` of an HTTP trigger with `--auth api-key`
+    /// (repeatable; at least 16 characters); never shown back or logged.
+    #[arg(long = "api-key", value_parser = parse_key_value)]
+    pub(crate) api_keys: Vec<(String, String)>,
 }
 
 impl SettingsArgs {
     /// Whether any setting was given.
     pub(crate) fn is_empty(&self) -> bool {
-        self.config.is_empty() && self.secrets.is_empty() && self.allowed_hosts.is_empty()
+        self.config.is_empty()
+            && self.secrets.is_empty()
+            && self.allowed_hosts.is_empty()
+            && self.api_keys.is_empty()
     }
 }
 
@@ -159,6 +166,7 @@ pub(crate) async fn put_settings(
         "config": to_map(config),
         "secrets": to_map(secrets),
         "allowedHosts": settings.allowed_hosts,
+        "apiKeys": to_map(&settings.api_keys),
     });
     client
         .json(

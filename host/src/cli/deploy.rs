@@ -7,6 +7,7 @@ use clap::Args;
 use reqwest::Method;
 
 use super::client::{Client, SettingsArgs, print_json, put_settings, segment};
+use crate::functions::{HttpAuth, HttpTrigger, JwtAuth, RateLimit, Trigger};
 
 /// Upload a component as a function with its trigger.
 #[derive(Debug, Args)]
@@ -16,14 +17,37 @@ pub(crate) struct DeployCommand {
     /// The component (.wasm) to upload.
     component: PathBuf,
     /// Run on every message of this queue.
-    #[arg(long, conflicts_with = "topic", required_unless_present = "topic")]
+    #[arg(long, conflicts_with_all = ["topic", "route"], required_unless_present_any = ["topic", "route"])]
     queue: Option<String>,
     /// Run on events published to this topic.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "route")]
     topic: Option<String>,
     /// Only these event types (repeatable; topic trigger only).
     #[arg(long = "event-type", requires = "topic")]
     event_types: Vec<String>,
+    /// Answer HTTP requests to `/api/<ROUTE>` (`orders`, `orders/{id}`,
+    /// `files/{*path}`); the component must be an HTTP handler.
+    #[arg(long)]
+    route: Option<String>,
+    /// The HTTP methods served (repeatable; every method when absent).
+    #[arg(long = "method", requires = "route")]
+    methods: Vec<String>,
+    /// Who may call the route.
+    #[arg(long, value_enum, default_value = "sas", requires = "route")]
+    auth: AuthKind,
+    /// `--auth jwt`: the tokens' issuer (`iss`), e.g. https://login.example.com/.
+    #[arg(long, required_if_eq("auth", "jwt"))]
+    jwt_issuer: Option<String>,
+    /// `--auth jwt`: an accepted audience (`aud`; repeatable; any when absent).
+    #[arg(long = "jwt-audience")]
+    jwt_audiences: Vec<String>,
+    /// `--auth jwt`: where the issuer's JWK set is; by default its OpenID
+    /// discovery document says.
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    /// Requests one caller may make: `<requests>/<seconds>`, e.g. `100/60`.
+    #[arg(long, value_parser = parse_rate_limit, requires = "route")]
+    rate_limit: Option<RateLimit>,
     /// Invocations that may run at once.
     #[arg(long)]
     max_concurrency: Option<u32>,
@@ -50,16 +74,7 @@ impl DeployCommand {
         if !self.settings.is_empty() {
             put_settings(client, &self.name, &self.settings).await?;
         }
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(queue) = &self.queue {
-            query.push(("queue", queue.clone()));
-        }
-        if let Some(topic) = &self.topic {
-            query.push(("topic", topic.clone()));
-        }
-        if !self.event_types.is_empty() {
-            query.push(("eventTypes", self.event_types.join(",")));
-        }
+        let mut query = self.trigger().to_query();
         if let Some(n) = self.max_concurrency {
             query.push(("maxConcurrency", n.to_string()));
         }
@@ -84,4 +99,67 @@ impl DeployCommand {
         print_json(&record);
         Ok(())
     }
+}
+
+/// `--auth`: how an HTTP trigger checks its callers.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AuthKind {
+    /// A shared access signature with the Send right on the route.
+    Sas,
+    /// One of the function's API keys (`--api-key`), in `x-functions-key` or `?code=`.
+    ApiKey,
+    /// A bearer JWT from `--jwt-issuer`.
+    Jwt,
+    /// Anyone (rate-limited per client address).
+    Anonymous,
+}
+
+impl DeployCommand {
+    fn trigger(&self) -> Trigger {
+        if let Some(route) = &self.route {
+            let auth = match self.auth {
+                AuthKind::Sas => HttpAuth::Sas,
+                AuthKind::ApiKey => HttpAuth::ApiKey,
+                AuthKind::Anonymous => HttpAuth::Anonymous,
+                AuthKind::Jwt => HttpAuth::Jwt(JwtAuth {
+                    issuer: self.jwt_issuer.clone().unwrap_or_default(),
+                    audiences: self.jwt_audiences.clone(),
+                    jwks_uri: self.jwks_uri.clone(),
+                }),
+            };
+            return Trigger::Http(HttpTrigger {
+                route: route.clone(),
+                methods: self
+                    .methods
+                    .iter()
+                    .map(|m| m.to_ascii_uppercase())
+                    .collect(),
+                auth,
+                rate_limit: self.rate_limit,
+            });
+        }
+        match (&self.queue, &self.topic) {
+            (_, Some(topic)) => Trigger::Topic {
+                topic: topic.clone(),
+                event_types: self.event_types.clone(),
+            },
+            (queue, None) => Trigger::Queue(queue.clone().unwrap_or_default()),
+        }
+    }
+}
+
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (requests, seconds) = text
+        .split_once('/')
+        .ok_or("give `<requests>/<seconds>`, e.g. `100/60`")?;
+    Ok(RateLimit {
+        requests: requests
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{requests}` is not a number of requests"))?,
+        per_seconds: seconds
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{seconds}` is not a number of seconds"))?,
+    })
 }

@@ -671,16 +671,7 @@ impl Applier<'_> {
                 settings_note(function)
             )));
         }
-        let mut query: Vec<(&str, String)> = match &function.trigger {
-            Trigger::Queue(queue) => vec![("queue", queue.clone())],
-            Trigger::Topic { topic, event_types } => {
-                let mut query = vec![("topic", topic.clone())];
-                if !event_types.is_empty() {
-                    query.push(("eventTypes", event_types.join(",")));
-                }
-                query
-            }
-        };
+        let mut query = function.trigger.to_query();
         let limits = &function.limits;
         query.extend([
             ("maxConcurrency", limits.max_concurrency.to_string()),
@@ -718,6 +709,7 @@ impl Applier<'_> {
         let trigger = match &function.trigger {
             Trigger::Queue(q) => format!("queue {q}"),
             Trigger::Topic { topic, .. } => format!("topic {topic}"),
+            Trigger::Http(http) => format!("route /api/{}", http.route.trim_matches('/')),
         };
         Ok(Outcome::Done(format!(
             "deployed version {} ({trigger}, {} KiB{why}){}",

@@ -1,10 +1,12 @@
 //! The sandbox: compile components once, run each invocation in a fresh,
 //! isolated instance with a deadline and a memory cap.
 //!
-//! Read [`Runtime`] first. [`Runtime::prepare`] validates an uploaded
-//! component against the `sluice:handler` world and pre-links it
-//! ([`HandlerPre`]); [`Runtime::invoke`] instantiates it in a new `Store`
-//! per call (pooling allocator: cheap), with WASI linked but granting
+//! Read [`Runtime`] first. [`Runtime::compile`] validates an uploaded
+//! component against one of the two worlds and pre-links it
+//! ([`ComponentPre`]): the `handler` world (events and queue messages) or
+//! the `http-handler` world (a standard `wasi:http/incoming-handler`).
+//! [`Runtime::invoke`] and [`Runtime::serve_http`] instantiate it in a new
+//! `Store` per call (pooling allocator: cheap), with WASI linked but granting
 //! nothing (no files, env, clocks beyond the defaults, or sockets), and
 //! guest stdout/stderr captured into the host's logs. Outbound `wasi:http`
 //! reaches only the function's allowed hosts ([`outbound`]).
@@ -18,10 +20,15 @@ mod outbound;
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use outbound::OutboundPolicy;
@@ -47,6 +54,46 @@ pub enum PrepareError {
     WrongWorld(String),
 }
 
+/// Which world a component targets, hence which triggers it can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// `handler`: exports `handle-event` and `handle-message`.
+    Handler,
+    /// `http-handler`: exports `wasi:http/incoming-handler`.
+    Http,
+}
+
+impl std::fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ComponentKind::Handler => "a sluice:handler component (handle-event, handle-message)",
+            ComponentKind::Http => "an HTTP component (wasi:http/incoming-handler)",
+        })
+    }
+}
+
+/// A validated, pre-linked component of either world.
+#[derive(Clone)]
+pub enum ComponentPre {
+    /// Serves events and queue messages.
+    Handler(HandlerPre<InvocationState>),
+    /// Serves HTTP requests.
+    Http(ProxyPre<InvocationState>),
+}
+
+impl ComponentPre {
+    /// The world it targets.
+    pub fn kind(&self) -> ComponentKind {
+        match self {
+            ComponentPre::Handler(_) => ComponentKind::Handler,
+            ComponentPre::Http(_) => ComponentKind::Http,
+        }
+    }
+}
+
+/// A handler's HTTP response, read whole.
+pub type HttpResponse = http::Response<Bytes>;
+
 /// Why an invocation did not produce an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum InvocationError {
@@ -65,6 +112,15 @@ pub enum InvocationError {
     /// It trapped (panic, out-of-bounds, unreachable, ...).
     #[error("trapped: {0}")]
     Trap(String),
+    /// The component serves another kind of trigger.
+    #[error("the component is {0}; it cannot serve this trigger")]
+    WrongKind(ComponentKind),
+    /// An HTTP handler returned without setting a response, or set an error.
+    #[error("the HTTP handler gave no response: {0}")]
+    NoResponse(String),
+    /// An HTTP handler's response body was larger than the host takes.
+    #[error("the HTTP handler's response body exceeds {0} bytes")]
+    ResponseTooLarge(usize),
 }
 
 /// Per-invocation resource limits.
@@ -180,11 +236,8 @@ impl Runtime {
     }
 
     /// Compiles and validates an uploaded component (CPU-heavy: call from a
-    /// blocking thread). Returns the pre-linked handler and the precompiled bytes.
-    pub fn compile(
-        &self,
-        bytes: &[u8],
-    ) -> Result<(HandlerPre<InvocationState>, Vec<u8>), PrepareError> {
+    /// blocking thread). Returns the pre-linked component and the precompiled bytes.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(ComponentPre, Vec<u8>), PrepareError> {
         if !wasmparser_is_component(bytes) {
             return Err(PrepareError::Invalid(
                 "the upload is not a component (a core module or other bytes?); build it with `sluice build`".into(),
@@ -200,10 +253,7 @@ impl Runtime {
     }
 
     /// Loads a component this engine precompiled earlier.
-    pub fn load_precompiled(
-        &self,
-        compiled: &[u8],
-    ) -> Result<HandlerPre<InvocationState>, PrepareError> {
+    pub fn load_precompiled(&self, compiled: &[u8]) -> Result<ComponentPre, PrepareError> {
         // SAFETY: the bytes come from `Component::serialize` of an engine with
         // the same compatibility key (checked by the caller through the store
         // key, and again by wasmtime's header check), stored in our own database.
@@ -213,33 +263,44 @@ impl Runtime {
         self.prepare(&component)
     }
 
-    fn prepare(&self, component: &Component) -> Result<HandlerPre<InvocationState>, PrepareError> {
+    fn prepare(&self, component: &Component) -> Result<ComponentPre, PrepareError> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| PrepareError::WrongWorld(format!("{e:#}")))?;
-        HandlerPre::new(pre).map_err(|e| PrepareError::WrongWorld(format!("{e:#}")))
+        let handler_error = match HandlerPre::new(pre.clone()) {
+            Ok(handler) => return Ok(ComponentPre::Handler(handler)),
+            Err(e) => e,
+        };
+        match ProxyPre::new(pre) {
+            Ok(proxy) => Ok(ComponentPre::Http(proxy)),
+            Err(_) => Err(PrepareError::WrongWorld(format!(
+                "{handler_error:#}; it exports neither the `handler` world's handle-event and \
+                 handle-message nor `wasi:http/incoming-handler@0.2` (the `http-handler` world)"
+            ))),
+        }
     }
 
-    /// Runs one invocation in a fresh instance.
-    pub async fn invoke(
+    /// A fresh store for one invocation: nothing granted, output captured,
+    /// memory capped, the deadline armed.
+    fn new_store(
         &self,
-        pre: &HandlerPre<InvocationState>,
         limits: InvocationLimits,
         host: HostContext,
-        input: Input<'_>,
-    ) -> Result<Outcome, InvocationError> {
-        let stdout = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
-        let stderr = MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT);
+    ) -> (Store<InvocationState>, CapturedOutput) {
+        let output = CapturedOutput {
+            function: host.function().to_string(),
+            stdout: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
+            stderr: MemoryOutputPipe::new(MAX_CAPTURED_OUTPUT),
+        };
         // No preopens, no env, no args, no network: nothing is granted.
         let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(output.stdout.clone())
+            .stderr(output.stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let function = host.function().to_string();
         let state = InvocationState {
             wasi,
             table: ResourceTable::new(),
@@ -266,7 +327,21 @@ impl Runtime {
             }
         });
         store.set_epoch_deadline(1);
+        (store, output)
+    }
 
+    /// Runs one invocation in a fresh instance.
+    pub async fn invoke(
+        &self,
+        pre: &ComponentPre,
+        limits: InvocationLimits,
+        host: HostContext,
+        input: Input<'_>,
+    ) -> Result<Outcome, InvocationError> {
+        let ComponentPre::Handler(pre) = pre else {
+            return Err(InvocationError::WrongKind(pre.kind()));
+        };
+        let (mut store, output) = self.new_store(limits, host);
         let result = async {
             let handler = pre.instantiate_async(&mut store).await?;
             match input {
@@ -283,21 +358,136 @@ impl Runtime {
             }
         }
         .await;
+        output.forward();
+        result
+            .map(Outcome::from)
+            .map_err(|e| classify(&e, &store, limits))
+    }
 
-        forward_output(&function, "stdout", &stdout);
-        forward_output(&function, "stderr", &stderr);
-        match result {
-            Ok(outcome) => Ok(outcome.into()),
-            Err(e) => Err(match e.downcast_ref::<wasmtime::Trap>() {
-                Some(wasmtime::Trap::Interrupt) => InvocationError::Timeout(limits.timeout),
-                Some(wasmtime::Trap::StackOverflow) => InvocationError::StackOverflow,
-                // A refused grow traps (or makes the guest's allocator abort).
-                _ if store.data().memory.refused => InvocationError::OutOfMemory {
-                    cap_mib: limits.memory_bytes >> 20,
-                },
-                _ => InvocationError::Trap(format!("{e:#}")),
-            }),
+    /// Serves one HTTP request in a fresh instance of an HTTP component; the
+    /// response body is read whole, up to `max_response_bytes`, within the
+    /// invocation's deadline.
+    pub async fn serve_http(
+        &self,
+        pre: &ComponentPre,
+        limits: InvocationLimits,
+        host: HostContext,
+        request: http::Request<Bytes>,
+        max_response_bytes: usize,
+    ) -> Result<HttpResponse, InvocationError> {
+        let ComponentPre::Http(proxy) = pre else {
+            return Err(InvocationError::WrongKind(pre.kind()));
+        };
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let (mut store, output) = self.new_store(limits, host);
+        let request = request.map(|body| {
+            Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let resources = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|request| {
+                let out = store.data_mut().http().new_response_outparam(sender)?;
+                Ok((request, out))
+            });
+        let (request, out) = resources.map_err(|e| InvocationError::Trap(format!("{e:#}")))?;
+        let proxy = proxy.clone();
+        // The guest keeps running while its body streams out, so it runs in
+        // a task of its own; the epoch deadline bounds it.
+        let guest = tokio::spawn(async move {
+            let result = async {
+                let instance = proxy.instantiate_async(&mut store).await?;
+                instance
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await
+            }
+            .await;
+            let error = result.err().map(|e| classify(&e, &store, limits));
+            output.forward();
+            error
+        });
+        let guest_error =
+            |joined: Result<Option<InvocationError>, tokio::task::JoinError>| match joined {
+                Ok(error) => error,
+                Err(e) => Some(InvocationError::Trap(format!(
+                    "the invocation aborted: {e}"
+                ))),
+            };
+        let head = match receiver.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(code)) => {
+                return Err(InvocationError::NoResponse(format!(
+                    "it answered with the error code {code:?}"
+                )));
+            }
+            // The outparam was dropped unset: the guest returned or trapped.
+            Err(_) => {
+                return Err(guest_error(guest.await).unwrap_or_else(|| {
+                    InvocationError::NoResponse("it returned without setting one".into())
+                }));
+            }
+        };
+        let (parts, body) = head.into_parts();
+        let collected =
+            tokio::time::timeout_at(deadline, Limited::new(body, max_response_bytes).collect())
+                .await;
+        let body = match collected {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                guest.abort();
+                return Err(InvocationError::ResponseTooLarge(max_response_bytes));
+            }
+            Ok(Err(e)) => {
+                // A body cut short: the guest trapped (or timed out) mid-write.
+                return Err(guest_error(guest.await).unwrap_or_else(|| {
+                    InvocationError::NoResponse(format!("its body ended with an error: {e}"))
+                }));
+            }
+            Err(_) => {
+                guest.abort();
+                return Err(InvocationError::Timeout(limits.timeout));
+            }
+        };
+        if let Some(error) = guest_error(guest.await) {
+            // The whole response was written before the guest failed: the
+            // caller gets it, the failure is logged.
+            tracing::warn!(error = %error, "HTTP handler failed after writing its response");
         }
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+/// Why an invocation failed, from its error and what the store saw.
+fn classify(
+    error: &wasmtime::Error,
+    store: &Store<InvocationState>,
+    limits: InvocationLimits,
+) -> InvocationError {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => InvocationError::Timeout(limits.timeout),
+        Some(wasmtime::Trap::StackOverflow) => InvocationError::StackOverflow,
+        // A refused grow traps (or makes the guest's allocator abort).
+        _ if store.data().memory.refused => InvocationError::OutOfMemory {
+            cap_mib: limits.memory_bytes >> 20,
+        },
+        _ => InvocationError::Trap(format!("{error:#}")),
+    }
+}
+
+/// A guest's stdout and stderr, forwarded to the host's log when it ends.
+struct CapturedOutput {
+    function: String,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl CapturedOutput {
+    fn forward(&self) {
+        forward_output(&self.function, "stdout", &self.stdout);
+        forward_output(&self.function, "stderr", &self.stderr);
     }
 }
 
