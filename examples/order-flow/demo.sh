@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The order flow, end to end, on the embedded store:
-#   builds the sluice binary and both handlers, starts a host in a temporary
-#   data directory, creates the topics and queues, deploys the handlers,
-#   publishes three orders (one invalid) and prints what happened.
+#   builds the sluice binary and the three handlers, starts a host in a
+#   temporary data directory, creates the topics and queues, deploys the
+#   handlers, takes one order through the HTTP front door (POST /api/orders)
+#   and publishes two more (one invalid), and prints what happened.
 # Needs only rustup; the wasm toolchain is installed by `sluice build` if missing.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ step "building the handlers (sluice build)"
 export CARGO_TARGET_DIR="$root/target/guests"   # one target dir for every guest
 "$sluice" build examples/order-flow/validate-order --out target/demo/validate-order.wasm
 "$sluice" build examples/order-flow/fulfil-order --out target/demo/fulfil-order.wasm
+"$sluice" build examples/order-flow/accept-order --out target/demo/accept-order.wasm
 unset CARGO_TARGET_DIR
 
 step "starting a host"
@@ -48,12 +50,35 @@ echo "topics: orders, fulfilled   queues: fulfil, fulfilled-orders"
 step "deploying the handlers (sluice deploy)"
 "$sluice" deploy validate-order target/demo/validate-order.wasm --topic orders --event-type orders.created >/dev/null
 "$sluice" deploy fulfil-order target/demo/fulfil-order.wasm --queue fulfil >/dev/null
+# The front door: POST /api/orders, callers identified by an API key, 100 requests a minute each.
+api_key="shop-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+"$sluice" deploy accept-order target/demo/accept-order.wasm --route orders --method POST \
+  --auth api-key --api-key "shop=$api_key" --rate-limit 100/60 >/dev/null
 "$sluice" function list | grep -E '"(name|version|trigger)"|"queue"|"topic"' || true
 
-step "publishing three orders (sluice publish)"
 line='{"sku":"widget","quantity":2,"unit_price_cents":1250}'
-"$sluice" publish orders --type orders.created --subject orders/A-1 --id evt-A-1 \
-  --data "{\"id\":\"A-1\",\"customer\":\"contoso\",\"lines\":[$line]}"
+step "one order through the front door: POST $SLUICE_URL/api/orders (x-functions-key)"
+order="{\"id\":\"A-1\",\"customer\":\"contoso\",\"lines\":[$line]}"
+if command -v curl >/dev/null; then
+  curl -sS -w ' (HTTP %{http_code})\n' -X POST "$SLUICE_URL/api/orders" \
+    -H "x-functions-key: $api_key" -H 'content-type: application/json' -d "$order"
+  curl -sS -w ' (HTTP %{http_code}: no key)\n' -X POST "$SLUICE_URL/api/orders" -d "$order"
+else
+  python3 - "$SLUICE_URL/api/orders" "$api_key" "$order" <<'PY'
+import sys, urllib.request, urllib.error
+url, key, order = sys.argv[1:]
+for headers, note in (({"x-functions-key": key}, ""), ({}, ": no key")):
+    request = urllib.request.Request(url, data=order.encode(), method="POST",
+                                     headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            print(answer.read().decode(), f"(HTTP {answer.status}{note})")
+    except urllib.error.HTTPError as refused:
+        print(refused.read().decode(), f"(HTTP {refused.code}{note})")
+PY
+fi
+
+step "publishing two more orders (sluice publish)"
 "$sluice" publish orders --type orders.created --subject orders/A-2 --id evt-A-2 \
   --data "{\"id\":\"A-2\",\"customer\":\"fabrikam\",\"lines\":[$line,{\"sku\":\"gadget\",\"quantity\":1,\"unit_price_cents\":750}]}"
 "$sluice" publish orders --type orders.created --subject orders/A-3 --id evt-A-3 \
@@ -61,8 +86,8 @@ line='{"sku":"widget","quantity":2,"unit_price_cents":1250}'
 
 step "waiting for the flow to finish"
 for _ in $(seq 1 300); do
-  "$sluice" queue peek fulfilled-orders | grep -q "fulfilled-orders: 2 message" && \
-  "$sluice" queue dead-letters orders/subscriptions/validate-order | grep -q ": 1 message" && break
+  "$sluice" queue peek fulfilled-orders | grep "fulfilled-orders: 2 message" >/dev/null && \
+  "$sluice" queue dead-letters orders/subscriptions/validate-order | grep ": 1 message" >/dev/null && break
   sleep 0.1
 done
 
@@ -76,5 +101,5 @@ step "what the handlers logged"
 grep 'sluice::guest' "$work/host.log" | sed -E 's/\x1b\[[0-9;]*m//g' || true
 grep -E 'handler finished|dead-lettered' "$work/host.log" | sed -E 's/\x1b\[[0-9;]*m//g' | tail -n 8 || true
 
-"$sluice" queue peek fulfilled-orders | grep -q "fulfilled-orders: 2 message" || { echo "the flow did not complete; host log: $work/host.log"; exit 1; }
-step "done: 2 orders fulfilled, 1 dead-lettered with reason InvalidOrder (data in $work)"
+"$sluice" queue peek fulfilled-orders | grep "fulfilled-orders: 2 message" >/dev/null || { echo "the flow did not complete; host log: $work/host.log"; exit 1; }
+step "done: 2 orders fulfilled (one came in over HTTP), 1 dead-lettered with reason InvalidOrder (data in $work)"

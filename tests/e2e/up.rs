@@ -114,6 +114,7 @@ async fn new_scaffolds_handlers_that_build_and_run_under_up() {
     for (kind, name, attribute) in [
         ("message", "scaffold-msg", "#[sluice_sdk::message_handler]"),
         ("event", "scaffold-evt", "#[sluice_sdk::event_handler]"),
+        ("http", "scaffold-http", "#[sluice_sdk::http_handler]"),
     ] {
         let dir = root.join(name);
         let dir_arg = dir.to_string_lossy();

@@ -16,6 +16,8 @@ const MESSAGE_LIB: &str = include_str!("templates/message_lib.rs.tmpl");
 const EVENT_LIB: &str = include_str!("templates/event_lib.rs.tmpl");
 const MESSAGE_MANIFEST: &str = include_str!("templates/message_sluice.toml.tmpl");
 const EVENT_MANIFEST: &str = include_str!("templates/event_sluice.toml.tmpl");
+const HTTP_LIB: &str = include_str!("templates/http_lib.rs.tmpl");
+const HTTP_MANIFEST: &str = include_str!("templates/http_sluice.toml.tmpl");
 const README: &str = include_str!("templates/README.md.tmpl");
 const GITIGNORE: &str = include_str!("templates/gitignore.tmpl");
 
@@ -87,6 +89,8 @@ pub(crate) enum Kind {
     Message,
     /// An event handler on an Event Grid topic.
     Event,
+    /// An HTTP handler on a route of the front door.
+    Http,
 }
 
 /// Create a handler crate with its `sluice.toml`.
@@ -98,7 +102,8 @@ pub(crate) struct NewCommand {
     /// The directory to create (default: ./NAME); it must not exist or be empty.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// A message handler on a queue, or an event handler on a topic.
+    /// A message handler on a queue, an event handler on a topic, or an
+    /// HTTP handler on a route (`/api/NAME`).
     #[arg(long, value_enum, default_value_t = Kind::Message)]
     kind: Kind,
     /// The `guest-sdk` directory of a Sluice checkout to depend on (default:
@@ -155,6 +160,7 @@ impl NewCommand {
             match self.kind {
                 Kind::Message => "message",
                 Kind::Event => "event",
+                Kind::Http => "HTTP",
             },
             self.name,
             dir.display()
@@ -189,6 +195,7 @@ impl<'a> Scaffold<'a> {
         let entity = match kind {
             Kind::Message => format!("{name}-inbox"),
             Kind::Event => format!("{name}-events"),
+            Kind::Http => format!("/api/{name}"),
         };
         Scaffold {
             name,
@@ -229,6 +236,16 @@ impl<'a> Scaffold<'a> {
                 format!(
                     "sluice publish {} --type {} --subject demo/1 --data '{{\"hello\":\"world\"}}'",
                     self.entity, self.event_type
+                ),
+            ),
+            Kind::Http => (
+                "HTTP",
+                HTTP_LIB,
+                HTTP_MANIFEST,
+                "route",
+                format!(
+                    "curl -X POST \"$SLUICE_URL{}\" -H \"x-functions-key: $API_KEY\" -d 'hello'",
+                    self.entity
                 ),
             ),
         };
@@ -360,7 +377,7 @@ mod tests {
 
     #[test]
     fn templates_are_filled_in_completely() {
-        for kind in [Kind::Message, Kind::Event] {
+        for kind in [Kind::Message, Kind::Event, Kind::Http] {
             let scaffold = Scaffold::new("billing", kind);
             for sdk in [Some(Path::new("../guest-sdk")), None] {
                 for (name, text) in scaffold.files(sdk) {
@@ -387,6 +404,9 @@ mod tests {
         let event = Scaffold::new("billing", Kind::Event).files(None);
         assert!(event[0].1.contains("sluice-sdk = \"0.1\""));
         assert!(event[1].1.contains("#[sluice_sdk::event_handler]"));
+        let http = Scaffold::new("billing", Kind::Http).files(None);
+        assert!(http[1].1.contains("#[sluice_sdk::http_handler]"));
+        assert!(http[2].1.contains("route = \"billing\""));
     }
 
     #[test]
