@@ -8,6 +8,7 @@
 //! | `POST /topics/{t}/api/events` (publish)   | a topic key, or Send | the request path |
 //! | `GET /api/topics/{t}/subscriptions/{s}/validate?code=` | the code itself | |
 //! | `GET /api/messages/{entity}` (peek), `/api/receive?entity=`, `/api/sessions/*?queue=` | Listen | `/{entity}` |
+//! | `/api/{route}` of an HTTP-triggered function | the function's own auth ([`crate::gateway`]) | |
 //! | everything else (`/api/...`, management)  | Manage | the request path      |
 //!
 //! Credentials: `Authorization: SharedAccessSignature sr=..&sig=..&se=..&skn=..`
