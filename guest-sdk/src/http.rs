@@ -268,7 +268,9 @@ impl Response {
 }
 
 /// What an `#[http_handler]` function may return: a [`Response`], or a
-/// `Result` of one, where `Err` answers 500 with the error's text.
+/// `Result` of one. `Err` answers a plain 500 and writes the error's text to
+/// the host's log (internal details never reach the caller); answer with
+/// [`Response::problem`] to tell the caller what is wrong.
 pub trait IntoResponse {
     /// The response to send.
     fn into_response(self) -> Response;
@@ -284,9 +286,23 @@ impl<R: IntoResponse> IntoResponse for Result<R, Error> {
     fn into_response(self) -> Response {
         match self {
             Ok(response) => response.into_response(),
-            Err(error) => Response::problem(500, &error.to_string()),
+            Err(error) => {
+                log_failure(&error);
+                Response::problem(
+                    500,
+                    "the handler failed; the host log has the details (see x-sluice-invocation-id)",
+                )
+            }
         }
     }
+}
+
+/// Writes a handler's error to the host's log (only a component has one).
+fn log_failure(error: &Error) {
+    #[cfg(target_family = "wasm")]
+    crate::log::error(format!("HTTP handler failed: {error}"));
+    #[cfg(not(target_family = "wasm"))]
+    let _ = error;
 }
 
 /// Reads an incoming request whole.
@@ -402,11 +418,13 @@ mod tests {
     }
 
     #[test]
-    fn an_error_result_answers_500_with_its_text() {
-        let result: Result<Response> = Err(Error::msg("downstream unavailable"));
+    fn an_error_result_answers_500_without_its_text() {
+        let result: Result<Response> = Err(Error::msg("db password rejected"));
         let response = result.into_response();
         assert_eq!(response.status(), 500);
         let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
-        assert_eq!(body["error"]["message"], "downstream unavailable");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("host log"), "{message}");
+        assert!(!message.contains("password"), "{message}");
     }
 }

@@ -270,7 +270,8 @@ pub enum HttpAuth {
 pub struct JwtAuth {
     /// The `iss` a token must carry, e.g. `https://login.example.com/`.
     pub issuer: String,
-    /// One of these must be in the token's `aud`; any audience when empty.
+    /// One of these must be in the token's `aud` (at least one is
+    /// required; `*` accepts any audience of the issuer).
     #[serde(default)]
     pub audiences: Vec<String>,
     /// Where the issuer's public keys (a JWK set) are fetched from; by

@@ -1550,7 +1550,7 @@ secrets = { token = "s3cret" }
             r#"
 [functions.accept]
 path = "accept"
-http = { route = "orders/{id}", methods = ["POST"], auth = { kind = "jwt", issuer = "https://login.example.com/", jwks_uri = "https://login.example.com/keys" }, rate_limit = { requests = 100, per_seconds = 60 } }
+http = { route = "orders/{id}", methods = ["POST"], auth = { kind = "jwt", issuer = "https://login.example.com/", audiences = ["api://orders"], jwks_uri = "https://login.example.com/keys" }, rate_limit = { requests = 100, per_seconds = 60 } }
 api_keys_from_env = { shop = "SHOP_KEY" }
 "#,
         );

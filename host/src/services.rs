@@ -76,6 +76,9 @@ pub struct Sluice {
     pub traces: Arc<Traces>,
     /// HTTP-triggered functions.
     pub gateway: Arc<Gateway>,
+    /// Held by deploys and deletes, so that checks across functions (an
+    /// HTTP route is free) still hold when the function is installed.
+    deploying: tokio::sync::Mutex<()>,
 }
 
 impl Sluice {
@@ -132,6 +135,7 @@ impl Sluice {
             kv,
             traces,
             gateway,
+            deploying: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -174,6 +178,7 @@ impl Sluice {
         limits: FunctionLimits,
         rolled_back_from: Option<u32>,
     ) -> Result<FunctionRecord, DeployError> {
+        let _deploying = self.deploying.lock().await;
         match &trigger {
             Trigger::Queue(queue) if !self.broker.has_queue(queue) => {
                 return Err(DeployError::TriggerQueueNotFound(queue.clone()));
@@ -221,6 +226,7 @@ impl Sluice {
     /// Deletes a function, the subscription its topic trigger created and
     /// its key-value state.
     pub async fn delete_function(&self, name: &str) -> Result<FunctionRecord, DeployError> {
+        let _deploying = self.deploying.lock().await;
         let record = self.functions.delete(name).await?;
         self.gateway.forget(name);
         self.kv.clear(name).await?;

@@ -525,3 +525,35 @@ async fn orders_posted_to_the_front_door_flow_through_to_fulfilment() {
     assert_eq!(event["data"]["id"], "H-1", "{event}");
     assert_eq!(event["data"]["total_cents"], 3000);
 }
+
+#[tokio::test]
+async fn an_unreachable_issuer_is_answered_503_without_internal_detail() {
+    let host = Host::start().await;
+    let issuer = Issuer::start().await;
+    // Nothing listens on port 9 of this machine.
+    deploy_probe(
+        &host,
+        "probe",
+        &format!(
+            "&auth=jwt&issuer={}&audiences=*&jwksUri=http://127.0.0.1:9/keys",
+            issuer.url
+        ),
+    )
+    .await;
+    let token = issuer.token(
+        json!({ "iss": issuer.url, "aud": "anything", "sub": "u", "exp": now() + 600 }),
+        issuer.kid,
+    );
+    let (status, message) = error_of(
+        get(&host, "/api/probe/echo")
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(message.contains("retry later"), "{message}");
+    assert!(!message.contains("127.0.0.1:9"), "{message}");
+    assert!(host.log().contains("cannot fetch the issuer's keys"));
+}

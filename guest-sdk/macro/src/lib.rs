@@ -98,7 +98,7 @@ pub fn message_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The function takes exactly one argument, a `sluice_sdk::http::Request`,
 /// and returns anything that implements `sluice_sdk::http::IntoResponse`: a
 /// `Response`, or `Result<Response, sluice_sdk::Error>` (an `Err` answers
-/// 500 with its text). It is a plain `fn`: not `async`, not `unsafe`, no
+/// a plain 500; its text goes to the host log). It is a plain `fn`: not `async`, not `unsafe`, no
 /// generics, no `self`. One handler per crate.
 ///
 /// # Example

@@ -5,9 +5,11 @@
 //! ...: [`crate::gateway::RESERVED`]), so a function cannot shadow the
 //! management API. Refusals (401, 403, 405, 429, 503, 504) are JSON errors
 //! like the rest of the API, with `WWW-Authenticate`, `Allow` or
-//! `Retry-After` where they apply.
+//! `Retry-After` where they apply. The body is read only after the caller
+//! passed auth and its rate limit, within [`BODY_READ_TIMEOUT`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +19,9 @@ use super::{ApiError, ApiRequest, ApiResult};
 use crate::functions::{DeployedFunction, HttpAuth, Trigger};
 use crate::gateway::{GatewayError, HttpCall, MAX_REQUEST_BYTES, RESERVED};
 use crate::services::Sluice;
+
+/// How long a caller may take to send the request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A route's match for `/api/...`: `None` when the path is the
 /// management API's or no HTTP trigger's.
@@ -45,6 +50,7 @@ pub(super) async fn serve(
         Trigger::Http(t) if matches!(t.auth, HttpAuth::Jwt(_))
     );
     let mut call = HttpCall {
+        scheme: request.scheme,
         method: request.method.clone(),
         uri: request.uri.clone(),
         headers: request.headers.clone(),
@@ -57,7 +63,18 @@ pub(super) async fn serve(
         .admit(&function, &call)
         .await
         .map_err(|e| refusal(e, bearer))?;
-    call.body = request.body(MAX_REQUEST_BYTES).await?;
+    call.body = tokio::time::timeout(BODY_READ_TIMEOUT, request.body(MAX_REQUEST_BYTES))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
     let response = sluice
         .gateway
         .invoke(&function, admission, call)
@@ -69,7 +86,7 @@ pub(super) async fn serve(
 
 fn refusal(error: GatewayError, bearer: bool) -> ApiError {
     let status = error.status();
-    if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::GATEWAY_TIMEOUT {
+    if status.is_server_error() {
         tracing::debug!(error = %error, "HTTP-triggered function failed");
     }
     let headers = error.headers(bearer);

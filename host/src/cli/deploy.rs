@@ -38,7 +38,8 @@ pub(crate) struct DeployCommand {
     /// `--auth jwt`: the tokens' issuer (`iss`), e.g. https://login.example.com/.
     #[arg(long, required_if_eq("auth", "jwt"))]
     jwt_issuer: Option<String>,
-    /// `--auth jwt`: an accepted audience (`aud`; repeatable; any when absent).
+    /// `--auth jwt`: an accepted audience (`aud`; repeatable; at least one;
+    /// `*` accepts any audience of the issuer).
     #[arg(long = "jwt-audience")]
     jwt_audiences: Vec<String>,
     /// `--auth jwt`: where the issuer's JWK set is; by default its OpenID

@@ -79,7 +79,7 @@ pub(super) async fn authenticate(
         HttpAuth::Anonymous => {
             let address = credentials
                 .peer
-                .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+                .map_or_else(|| "unknown".to_string(), rate_key_of_address);
             Ok(Caller {
                 principal: "anonymous".into(),
                 rate_key: format!("address:{address}"),
@@ -118,14 +118,48 @@ pub(super) async fn authenticate(
             let header = credentials
                 .header("authorization")
                 .ok_or(CallerError::Missing("send Authorization: Bearer <token>"))?;
+            // The scheme name is case-insensitive (RFC 7235).
             let token = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .map(str::trim)
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
                 .filter(|t| !t.is_empty())
                 .ok_or(CallerError::Missing("send Authorization: Bearer <token>"))?;
             let subject = keys.verify(jwt, token).await?;
             Ok(named(&subject, "sub"))
         }
+    }
+}
+
+/// The rate-limit key of a client address: an IPv4 address, or an IPv6
+/// /64 (one subscriber's usual allocation, so rotating addresses within it
+/// shares one budget).
+fn rate_key_of_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_callers_share_a_budget_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(rate_key_of_address(a), rate_key_of_address(b));
+        assert_eq!(rate_key_of_address("10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(
+            rate_key_of_address("::ffff:10.0.0.1".parse().unwrap()),
+            "10.0.0.1"
+        );
     }
 }

@@ -28,6 +28,11 @@ pub(super) const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 const LEEWAY_SECS: u64 = 60;
 /// How long fetching keys may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed fetch, how long requests are refused without trying again
+/// (when no earlier key set can serve meanwhile).
+const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+/// The largest discovery document or key set taken from an issuer.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 const ACCEPTED: &[Algorithm] = &[
     Algorithm::RS256,
@@ -41,9 +46,12 @@ const ACCEPTED: &[Algorithm] = &[
     Algorithm::EdDSA,
 ];
 
+#[derive(Default)]
 struct Cached {
-    keys: Arc<JwkSet>,
-    fetched: Instant,
+    /// The last key set fetched, if any, and when.
+    keys: Option<(Arc<JwkSet>, Instant)>,
+    /// When the last fetch failed, if it did after the last success.
+    failed: Option<Instant>,
 }
 
 /// The key sets of every issuer in use, by where they come from.
@@ -67,8 +75,10 @@ struct Discovery {
 impl KeySets {
     pub(super) fn new() -> KeySets {
         KeySets {
+            // Redirects are not followed: the configured URLs are the trust anchor.
             http: reqwest::Client::builder()
                 .timeout(FETCH_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             cached: Mutex::new(HashMap::new()),
@@ -107,7 +117,7 @@ impl KeySets {
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_issuer(&[auth.issuer.as_str()]);
-        if auth.audiences.is_empty() {
+        if auth.audiences.iter().any(|a| a == "*") {
             validation.validate_aud = false;
             validation.set_required_spec_claims(&["exp", "iss"]);
         } else {
@@ -120,27 +130,58 @@ impl KeySets {
     }
 
     /// The key set from `source`: cached while fresh; `refresh` refetches
-    /// unless it was fetched moments ago.
+    /// unless it was fetched moments ago. When a fetch fails, the last key
+    /// set keeps serving (issuers rotate keys with overlap), and without
+    /// one, requests are refused for [`FAILURE_BACKOFF`] without new fetches.
     async fn keys(
         &self,
         auth: &JwtAuth,
         source: &str,
         refresh: bool,
     ) -> Result<Arc<JwkSet>, CallerError> {
-        {
+        let stale = {
             let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(entry) = cached.get(source) {
-                let age = entry.fetched.elapsed();
-                let fresh = if refresh {
-                    age < REFETCH_AT_MOST_EVERY
+            let entry = cached.get(source);
+            if let Some((keys, fetched)) = entry.and_then(|e| e.keys.as_ref()) {
+                let fresh_for = if refresh {
+                    REFETCH_AT_MOST_EVERY
                 } else {
-                    age < KEYS_FRESH_FOR
+                    KEYS_FRESH_FOR
                 };
-                if fresh {
-                    return Ok(entry.keys.clone());
+                if fetched.elapsed() < fresh_for {
+                    return Ok(keys.clone());
                 }
             }
+            let recently_failed = entry
+                .and_then(|e| e.failed)
+                .is_some_and(|at| at.elapsed() < FAILURE_BACKOFF);
+            let stale = entry.and_then(|e| e.keys.as_ref()).map(|(k, _)| k.clone());
+            match (recently_failed, stale) {
+                (true, Some(keys)) => return Ok(keys),
+                (true, None) => return Err(unavailable()),
+                (false, stale) => stale,
+            }
+        };
+        let fetched = self.fetch_keys(auth).await;
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = cached.entry(source.to_string()).or_default();
+        match fetched {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                entry.keys = Some((keys.clone(), Instant::now()));
+                entry.failed = None;
+                Ok(keys)
+            }
+            Err(FetchFailed) => {
+                entry.failed = Some(Instant::now());
+                stale.ok_or_else(unavailable)
+            }
         }
+    }
+
+    /// Fetches the key set (through discovery when no `jwksUri` is given);
+    /// failures are logged with their detail, which callers never see.
+    async fn fetch_keys(&self, auth: &JwtAuth) -> Result<JwkSet, FetchFailed> {
         let uri = match &auth.jwks_uri {
             Some(uri) => uri.clone(),
             None => {
@@ -151,41 +192,44 @@ impl KeySets {
                 self.fetch::<Discovery>(&discovery).await?.jwks_uri
             }
         };
-        let keys = Arc::new(self.fetch::<JwkSet>(&uri).await?);
-        self.cached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                source.to_string(),
-                Cached {
-                    keys: keys.clone(),
-                    fetched: Instant::now(),
-                },
-            );
-        Ok(keys)
+        self.fetch::<JwkSet>(&uri).await
     }
 
-    async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, CallerError> {
-        let unavailable = |why: String| {
+    async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchFailed> {
+        let failed = |why: String| {
             tracing::warn!(url, reason = %why, "cannot fetch the issuer's keys");
-            CallerError::KeysUnavailable(format!(
-                "cannot fetch the issuer's keys from {url}: {why}"
-            ))
+            FetchFailed
         };
-        let response = self
+        let mut response = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(unavailable(format!("it answered {}", response.status())));
+            return Err(failed(format!("it answered {}", response.status())));
         }
-        response
-            .json::<T>()
-            .await
-            .map_err(|e| unavailable(format!("the answer is not the expected JSON: {e}")))
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(failed(format!(
+                    "the answer exceeds {MAX_DOCUMENT_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("the answer is not the expected JSON: {e}")))
     }
+}
+
+/// A fetch of an issuer's document failed (the reason is logged).
+struct FetchFailed;
+
+fn unavailable() -> CallerError {
+    CallerError::KeysUnavailable(
+        "the token issuer's keys cannot be fetched right now; retry later".into(),
+    )
 }
 
 fn find_key<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a jsonwebtoken::jwk::Jwk> {

@@ -33,7 +33,7 @@ use crate::access::Access;
 use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
 use crate::functions::{DeployedFunction, Functions, HttpTrigger, Trigger};
-use crate::runtime::InvocationError;
+use crate::runtime::{InvocationError, Scheme};
 use crate::trace::{Step, StepKind, TraceParent};
 
 /// Largest request body an HTTP-triggered function is given.
@@ -106,6 +106,10 @@ impl GatewayError {
                 error: InvocationError::Timeout(_),
                 ..
             } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Failed {
+                error: InvocationError::NoResponse(_) | InvocationError::ResponseTooLarge(_),
+                ..
+            } => StatusCode::BAD_GATEWAY,
             GatewayError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -155,6 +159,8 @@ impl GatewayError {
 
 /// One request to the front door, as the gateway needs it.
 pub struct HttpCall {
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'static str,
     /// The method.
     pub method: Method,
     /// The request URI as received (path and query).
@@ -169,12 +175,10 @@ pub struct HttpCall {
     pub code: Option<String>,
 }
 
-/// A request that passed auth and its rate limit, holding a concurrency
-/// permit until it is dropped.
+/// A request that passed auth and its rate limit.
 pub struct Admission {
     /// Who called.
     pub caller: Caller,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Routes, authenticates, rate-limits and invokes HTTP-triggered functions.
@@ -289,9 +293,9 @@ impl Gateway {
         self.limits.forget(name);
     }
 
-    /// Admits a request to `function`: checks the caller, takes one request
-    /// from its rate limit and a concurrency permit. Runs before the body
-    /// is read, so refused callers cannot make the host read a body.
+    /// Admits a request to `function`: checks the caller and takes one
+    /// request from its rate limit. Runs before the body is read, so refused
+    /// callers cannot make the host read a body.
     pub async fn admit(
         &self,
         function: &DeployedFunction,
@@ -330,16 +334,7 @@ impl Gateway {
                     retry_after,
                 })?;
         }
-        let permit =
-            tokio::time::timeout(PERMIT_WAIT, function.concurrency.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| GatewayError::Busy(name.to_string()))?;
-        Ok(Admission {
-            caller,
-            _permit: permit,
-        })
+        Ok(Admission { caller })
     }
 
     /// Invokes `function` for an admitted request.
@@ -351,7 +346,18 @@ impl Gateway {
     ) -> Result<http::Response<Bytes>, GatewayError> {
         let name = function.record.name.as_str();
         let caller = &admission.caller;
+        // Taken once the body is in, so slow uploads never hold a permit.
+        let _permit =
+            tokio::time::timeout(PERMIT_WAIT, function.concurrency.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| GatewayError::Busy(name.to_string()))?;
         let settings = self.functions.settings(name);
+        let strip_authorization = matches!(
+            &function.record.trigger,
+            Trigger::Http(t) if t.auth == crate::functions::HttpAuth::Sas
+        );
         let trace = call
             .headers
             .get(crate::trace::TRACEPARENT)
@@ -366,7 +372,7 @@ impl Gateway {
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(|| trace.trace_id.clone(), str::to_string);
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
-        let request = guest_request(&call, caller, &trace);
+        let request = guest_request(&call, caller, &trace, strip_authorization);
         let host = HostContext::new(
             Invocation {
                 function: name.to_string(),
@@ -387,6 +393,11 @@ impl Gateway {
                 function.record.limits.invocation(),
                 host,
                 request,
+                if call.scheme == "https" {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                },
                 MAX_RESPONSE_BYTES,
             ),
             span.clone(),
@@ -430,12 +441,22 @@ impl Gateway {
 }
 
 /// The request the handler sees: as received, with the caller named by
-/// the host (never by the client), the API key header removed, and the
-/// invocation's `traceparent`.
-fn guest_request(call: &HttpCall, caller: &Caller, trace: &TraceParent) -> http::Request<Bytes> {
+/// the host (never by the client), its credentials removed (the API key
+/// header and `code` parameter; a SAS token, which is reusable across the
+/// namespace; a bearer token stays, for the handler's own claim checks),
+/// and the invocation's `traceparent`.
+fn guest_request(
+    call: &HttpCall,
+    caller: &Caller,
+    trace: &TraceParent,
+    strip_authorization: bool,
+) -> http::Request<Bytes> {
     let mut headers = call.headers.clone();
     headers.remove("x-functions-key");
     headers.remove(PRINCIPAL_HEADER);
+    if strip_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
     if let Ok(value) = header::HeaderValue::from_str(&caller.principal) {
         headers.insert(PRINCIPAL_HEADER, value);
     }
@@ -446,11 +467,18 @@ fn guest_request(call: &HttpCall, caller: &Caller, trace: &TraceParent) -> http:
     if !headers.contains_key(header::HOST) {
         headers.insert(header::HOST, header::HeaderValue::from_static("localhost"));
     }
-    let path_and_query = call
+    let query: Vec<&str> = call
         .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty() && *pair != "code" && !pair.starts_with("code="))
+        .collect();
+    let path_and_query = if query.is_empty() {
+        call.uri.path().to_string()
+    } else {
+        format!("{}?{}", call.uri.path(), query.join("&"))
+    };
     let mut request = http::Request::new(call.body.clone());
     *request.method_mut() = call.method.clone();
     *request.uri_mut() = path_and_query
@@ -458,4 +486,39 @@ fn guest_request(call: &HttpCall, caller: &Caller, trace: &TraceParent) -> http:
         .unwrap_or_else(|_| Uri::from_static("/"));
     *request.headers_mut() = headers;
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_never_sees_the_callers_key_or_a_forged_principal() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-functions-key", "secret".parse().unwrap());
+        headers.insert(PRINCIPAL_HEADER, "admin".parse().unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            "SharedAccessSignature sr=x".parse().unwrap(),
+        );
+        let call = HttpCall {
+            scheme: "http",
+            method: Method::POST,
+            uri: "/api/orders?code=secret&dry=1".parse().unwrap(),
+            headers,
+            body: Bytes::new(),
+            peer: None,
+            code: Some("secret".into()),
+        };
+        let caller = Caller {
+            principal: "shop".into(),
+            rate_key: "key:shop".into(),
+        };
+        let request = guest_request(&call, &caller, &TraceParent::new_root(), true);
+        assert_eq!(request.uri(), "/api/orders?dry=1");
+        assert_eq!(request.headers()[PRINCIPAL_HEADER], "shop");
+        assert!(!request.headers().contains_key("x-functions-key"));
+        assert!(!request.headers().contains_key(header::AUTHORIZATION));
+        assert!(request.headers().contains_key(crate::trace::TRACEPARENT));
+    }
 }

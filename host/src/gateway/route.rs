@@ -170,6 +170,26 @@ pub fn methods_overlap(a: &[String], b: &[String]) -> bool {
     a.is_empty() || b.is_empty() || a.iter().any(|m| b.contains(m))
 }
 
+/// Whether keys fetched from `url` can be trusted: https, or plain http to
+/// this machine (a local or test issuer), where no one sits in between.
+fn trusted_url(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    matches!(host, "localhost" | "[::1]")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Checks an HTTP trigger as given: route, methods, auth and rate limit.
 pub fn validate_trigger(trigger: &HttpTrigger) -> Result<(), String> {
     RouteTemplate::parse(&trigger.route).map_err(|e| format!("route `{}`: {e}", trigger.route))?;
@@ -182,17 +202,24 @@ pub fn validate_trigger(trigger: &HttpTrigger) -> Result<(), String> {
         }
     }
     if let HttpAuth::Jwt(jwt) = &trigger.auth {
-        let issuer_ok = jwt.issuer.starts_with("https://") || jwt.issuer.starts_with("http://");
-        if !issuer_ok {
+        if !trusted_url(&jwt.issuer) {
             return Err(format!(
-                "jwt.issuer `{}` must be the issuer's URL (https://...), as in the tokens' `iss`",
+                "jwt.issuer `{}` must be the issuer's https:// URL, as in the tokens' `iss` (http:// only for a loopback issuer)",
                 jwt.issuer
             ));
         }
         if let Some(uri) = &jwt.jwks_uri
-            && !(uri.starts_with("https://") || uri.starts_with("http://"))
+            && !trusted_url(uri)
         {
-            return Err(format!("jwt.jwksUri `{uri}` must be an http(s) URL"));
+            return Err(format!(
+                "jwt.jwksUri `{uri}` must be an https:// URL (http:// only on loopback)"
+            ));
+        }
+        if jwt.audiences.is_empty() {
+            return Err(
+                "jwt.audiences: name the audience(s) the tokens must be minted for (`aud`), or `*` to accept tokens for any audience of the issuer"
+                    .into(),
+            );
         }
     }
     if let Some(limit) = &trigger.rate_limit {
@@ -266,6 +293,30 @@ mod tests {
             let error = RouteTemplate::parse(route).unwrap_err();
             assert!(error.contains(why), "{route}: {error}");
         }
+    }
+
+    #[test]
+    fn jwt_keys_come_over_https_or_from_this_machine_and_an_audience_is_named() {
+        use crate::functions::JwtAuth;
+        let trigger = |issuer: &str, audiences: &[&str]| HttpTrigger {
+            route: "orders".into(),
+            methods: Vec::new(),
+            auth: HttpAuth::Jwt(JwtAuth {
+                issuer: issuer.into(),
+                audiences: audiences.iter().map(|a| a.to_string()).collect(),
+                jwks_uri: None,
+            }),
+            rate_limit: None,
+        };
+        assert!(validate_trigger(&trigger("https://login.example.com/", &["api://x"])).is_ok());
+        assert!(validate_trigger(&trigger("http://127.0.0.1:8080", &["*"])).is_ok());
+        assert!(validate_trigger(&trigger("http://localhost/", &["a"])).is_ok());
+        let plain = validate_trigger(&trigger("http://login.example.com/", &["a"])).unwrap_err();
+        assert!(plain.contains("https://"), "{plain}");
+        let sneaky = validate_trigger(&trigger("http://127.0.0.1.evil.com/", &["a"])).unwrap_err();
+        assert!(sneaky.contains("https://"), "{sneaky}");
+        let any = validate_trigger(&trigger("https://login.example.com/", &[])).unwrap_err();
+        assert!(any.contains("audiences"), "{any}");
     }
 
     #[test]

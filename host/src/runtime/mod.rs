@@ -28,7 +28,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, 
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+pub use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use outbound::OutboundPolicy;
@@ -342,7 +342,10 @@ impl Runtime {
             return Err(InvocationError::WrongKind(pre.kind()));
         };
         let (mut store, output) = self.new_store(limits, host);
-        let result = async {
+        // Epoch interruption stops wasm code at the deadline; the timeout
+        // also ends a guest blocked in a host call (a sleep, a slow request).
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let result = tokio::time::timeout_at(deadline, async {
             let handler = pre.instantiate_async(&mut store).await?;
             match input {
                 Input::Event(event) => {
@@ -356,29 +359,37 @@ impl Runtime {
                         .await
                 }
             }
-        }
+        })
         .await;
         output.forward();
-        result
-            .map(Outcome::from)
-            .map_err(|e| classify(&e, &store, limits))
+        match result {
+            Err(_) => Err(InvocationError::Timeout(limits.timeout)),
+            Ok(result) => result
+                .map(Outcome::from)
+                .map_err(|e| classify(&e, &store, limits)),
+        }
     }
 
     /// Serves one HTTP request in a fresh instance of an HTTP component; the
-    /// response body is read whole, up to `max_response_bytes`, within the
-    /// invocation's deadline.
+    /// response body is read whole, up to `max_response_bytes`. The
+    /// function's deadline bounds everything: the response head, the body,
+    /// and work the guest does after answering; past it the instance is
+    /// dropped, and so it is when the caller goes away (the future is
+    /// dropped), so no instance outlives its request.
     pub async fn serve_http(
         &self,
         pre: &ComponentPre,
         limits: InvocationLimits,
         host: HostContext,
         request: http::Request<Bytes>,
+        scheme: Scheme,
         max_response_bytes: usize,
     ) -> Result<HttpResponse, InvocationError> {
         let ComponentPre::Http(proxy) = pre else {
             return Err(InvocationError::WrongKind(pre.kind()));
         };
         let deadline = tokio::time::Instant::now() + limits.timeout;
+        let timeout = InvocationError::Timeout(limits.timeout);
         let (mut store, output) = self.new_store(limits, host);
         let request = request.map(|body| {
             Full::new(body).map_err(|never| -> wasmtime_wasi_http::Error { match never {} })
@@ -387,7 +398,7 @@ impl Runtime {
         let resources = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(scheme, request)
             .and_then(|request| {
                 let out = store.data_mut().http().new_response_outparam(sender)?;
                 Ok((request, out))
@@ -395,8 +406,8 @@ impl Runtime {
         let (request, out) = resources.map_err(|e| InvocationError::Trap(format!("{e:#}")))?;
         let proxy = proxy.clone();
         // The guest keeps running while its body streams out, so it runs in
-        // a task of its own; the epoch deadline bounds it.
-        let guest = tokio::spawn(async move {
+        // a task of its own, aborted when this future ends or is dropped.
+        let mut guest = AbortOnDrop(tokio::spawn(async move {
             let result = async {
                 let instance = proxy.instantiate_async(&mut store).await?;
                 instance
@@ -408,26 +419,23 @@ impl Runtime {
             let error = result.err().map(|e| classify(&e, &store, limits));
             output.forward();
             error
-        });
-        let guest_error =
-            |joined: Result<Option<InvocationError>, tokio::task::JoinError>| match joined {
-                Ok(error) => error,
-                Err(e) => Some(InvocationError::Trap(format!(
-                    "the invocation aborted: {e}"
-                ))),
-            };
-        let head = match receiver.await {
-            Ok(Ok(response)) => response,
-            Ok(Err(code)) => {
+        }));
+        let head = match tokio::time::timeout_at(deadline, receiver).await {
+            Err(_) => return Err(timeout),
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
                 return Err(InvocationError::NoResponse(format!(
                     "it answered with the error code {code:?}"
                 )));
             }
             // The outparam was dropped unset: the guest returned or trapped.
-            Err(_) => {
-                return Err(guest_error(guest.await).unwrap_or_else(|| {
-                    InvocationError::NoResponse("it returned without setting one".into())
-                }));
+            Ok(Err(_)) => {
+                return Err(guest
+                    .outcome(deadline, limits.timeout)
+                    .await
+                    .unwrap_or_else(|| {
+                        InvocationError::NoResponse("it returned without setting one".into())
+                    }));
             }
         };
         let (parts, body) = head.into_parts();
@@ -437,26 +445,52 @@ impl Runtime {
         let body = match collected {
             Ok(Ok(body)) => body.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                guest.abort();
                 return Err(InvocationError::ResponseTooLarge(max_response_bytes));
             }
             Ok(Err(e)) => {
                 // A body cut short: the guest trapped (or timed out) mid-write.
-                return Err(guest_error(guest.await).unwrap_or_else(|| {
-                    InvocationError::NoResponse(format!("its body ended with an error: {e}"))
-                }));
+                return Err(guest
+                    .outcome(deadline, limits.timeout)
+                    .await
+                    .unwrap_or_else(|| {
+                        InvocationError::NoResponse(format!("its body ended with an error: {e}"))
+                    }));
             }
-            Err(_) => {
-                guest.abort();
-                return Err(InvocationError::Timeout(limits.timeout));
-            }
+            Err(_) => return Err(timeout),
         };
-        if let Some(error) = guest_error(guest.await) {
+        // Work after the answer (a send, a log line) may finish, within the deadline.
+        if let Some(error) = guest.outcome(deadline, limits.timeout).await {
             // The whole response was written before the guest failed: the
             // caller gets it, the failure is logged.
             tracing::warn!(error = %error, "HTTP handler failed after writing its response");
         }
         Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<Option<InvocationError>>);
+
+impl AbortOnDrop {
+    /// What the guest task came to, waiting no longer than `deadline`.
+    async fn outcome(
+        &mut self,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Option<InvocationError> {
+        match tokio::time::timeout_at(deadline, &mut self.0).await {
+            Ok(Ok(error)) => error,
+            Ok(Err(e)) => Some(InvocationError::Trap(format!(
+                "the invocation aborted: {e}"
+            ))),
+            Err(_) => Some(InvocationError::Timeout(timeout)),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
