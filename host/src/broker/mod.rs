@@ -1043,7 +1043,10 @@ impl Broker {
     /// `batch`, so that after a crash the redelivery still counts this
     /// attempt (caller holds the state lock, applies `batch` after releasing
     /// it, then commits).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the state lock guard and the pending writes travel with the message"
+    )]
     fn lock_record(
         &self,
         queue: &Queue,
