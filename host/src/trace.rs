@@ -231,17 +231,19 @@ impl Traces {
         let result = serde_json::to_vec(&step)
             .map_err(|e| e.to_string())
             .and_then(|value| {
-                let mut batch = sled::Batch::default();
+                // Two plain inserts, not a `sled::Batch`: a batch takes sled's
+                // global write lock (every invocation records a step). The
+                // two are independent indexes of the same step.
                 let mut indexes = vec![key_prefix("c", correlation_id)];
                 indexes.extend(step.trace_id.as_deref().map(|t| key_prefix("t", t)));
                 for mut key in indexes {
                     key.extend_from_slice(&suffix);
-                    batch.insert(key, value.clone());
+                    self.store
+                        .traces()
+                        .insert(key, value.as_slice())
+                        .map_err(|e| e.to_string())?;
                 }
-                self.store
-                    .traces()
-                    .apply_batch(batch)
-                    .map_err(|e| e.to_string())
+                Ok(())
             });
         if let Err(e) = result {
             tracing::warn!(correlation_id, error = %e, "cannot record a trace step");

@@ -47,6 +47,7 @@ pub struct MessageRecord {
     /// Sender-given id (generated when absent).
     pub message_id: String,
     /// The payload.
+    #[serde(with = "body_bytes")]
     pub body: Vec<u8>,
     /// Media type of the body.
     pub content_type: Option<String>,
@@ -207,4 +208,64 @@ pub struct PeekedMessage {
     pub state: MessageState,
     /// The message.
     pub record: MessageRecord,
+}
+
+/// The body as one byte string rather than a sequence of `u8`s: postcard
+/// writes both the same way (length, then the bytes), so stored records are
+/// unchanged, but this copies the bytes at once instead of visiting each one.
+mod body_bytes {
+    use serde::{Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(body: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(body)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        // Formats without byte strings (JSON) give a sequence of numbers.
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod body_bytes_tests {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct AsBytes(#[serde(with = "super::body_bytes")] Vec<u8>);
+
+    #[test]
+    fn stored_format_is_that_of_a_plain_vec() {
+        let body: Vec<u8> = (0..=255).collect();
+        let plain = postcard::to_stdvec(&body).expect("encode");
+        let bytes = postcard::to_stdvec(&AsBytes(body.clone())).expect("encode");
+        assert_eq!(plain, bytes);
+        let back: AsBytes = postcard::from_bytes(&plain).expect("decode");
+        assert_eq!(back.0, body);
+        let json: AsBytes = serde_json::from_str("[1,2,3]").expect("json");
+        assert_eq!(json.0, vec![1, 2, 3]);
+    }
 }

@@ -362,6 +362,12 @@ struct Queue {
     properties: QueueProperties,
     created_at_ms: i64,
     state: Mutex<QueueState>,
+    /// Writers apply their sled changes after releasing `state` (a sled
+    /// write can block in `Log::reserve`; holding a std mutex there stalls
+    /// every async worker that touches the queue), holding this shared.
+    /// Deleting the queue takes it exclusively, so no write lands after its
+    /// keys were removed. An async lock: waiting never blocks a worker.
+    writes: tokio::sync::RwLock<()>,
     /// Woken whenever a message may have become receivable.
     arrivals: Notify,
     /// Receivers of the queue and of its dead-letter sub-queue.
@@ -475,6 +481,34 @@ fn new_slot(record: &MessageRecord, dead_letter: bool) -> NewSlot {
     }
 }
 
+/// Writes that need not be atomic together (delivery counts, removals of
+/// settled messages), collected under a queue's state lock and applied
+/// after it is released. One by one rather than as a `sled::Batch`: a
+/// batch takes sled's global write lock, which stalls every other reader
+/// and writer of the database while it is applied.
+#[derive(Default)]
+struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Writes {
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.0.push((key, Some(value)));
+    }
+
+    fn remove(&mut self, key: Vec<u8>) {
+        self.0.push((key, None));
+    }
+
+    fn apply(self, tree: &sled::Tree) -> Result<(), StoreError> {
+        for (key, value) in self.0 {
+            match value {
+                Some(value) => tree.insert(key, value)?,
+                None => tree.remove(key)?,
+            };
+        }
+        Ok(())
+    }
+}
+
 impl Broker {
     /// Loads every queue and topic from the store and rebuilds the indexes.
     pub fn open(store: Store) -> Result<Broker, BrokerError> {
@@ -496,6 +530,7 @@ impl Broker {
                     properties: record.properties,
                     created_at_ms: record.created_at_ms,
                     state: Mutex::new(state),
+                    writes: tokio::sync::RwLock::new(()),
                     arrivals: Notify::new(),
                     listeners: [Listeners::new(), Listeners::new()],
                 }),
@@ -562,6 +597,7 @@ impl Broker {
                 state: Mutex::new(QueueState::new(&properties)),
                 properties,
                 created_at_ms: record.created_at_ms,
+                writes: tokio::sync::RwLock::new(()),
                 arrivals: Notify::new(),
                 listeners: [Listeners::new(), Listeners::new()],
             });
@@ -581,8 +617,9 @@ impl Broker {
                 .ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?
         };
         {
-            let mut state = queue.state();
-            state.deleted = true;
+            // Waits for writes in flight (see `Queue::writes`); later ones see `deleted`.
+            let _writes = queue.writes.write().await;
+            queue.state().deleted = true;
             self.store
                 .entities()
                 .remove(queue_record_key(name))
@@ -741,10 +778,21 @@ impl Broker {
         order.sort_by(|&a, &b| queues[a].name.cmp(&queues[b].name));
         order.dedup_by(|a, b| queues[*a].name == queues[*b].name);
 
+        // Shared write guards first (async, in name order), then the state
+        // locks; sled is written only after the state locks are released.
+        let mut writes = Vec::with_capacity(order.len());
+        for &i in &order {
+            writes.push(queues[i].writes.read().await);
+        }
         let now = now_ms();
         let mut batch = sled::Batch::default();
+        // The common single message without duplicate detection is written
+        // with a plain insert: a batch takes sled's global write lock.
+        let mut single: Option<(Vec<u8>, Vec<u8>)> = None;
+        let mut writes_in_batch = 0usize;
         let mut assigned: Vec<Vec<(SequenceNumber, NewSlot, u64)>> =
             (0..queues.len()).map(|_| Vec::new()).collect();
+        let mut next_sequences: Vec<(usize, SequenceNumber)> = Vec::with_capacity(order.len());
         {
             let mut guards: HashMap<&str, MutexGuard<'_, QueueState>> = HashMap::new();
             for &i in &order {
@@ -767,26 +815,50 @@ impl Broker {
                         }
                         state.dedup.remember(id, now);
                         batch.insert(dedup_key(&queue.name, id), &now.to_be_bytes());
+                        writes_in_batch += 2;
                     }
                     let seq = state.next_sequence;
                     state.next_sequence += 1;
                     let record = message.into_record(now, queue.properties.ttl_ms());
                     assigned[i].push((seq, new_slot(&record, false), record.body.len() as u64));
-                    batch.insert(
+                    let (key, value) = (
                         message_key(&queue.name, false, seq),
                         store::encode(TREE, &record)?,
                     );
+                    writes_in_batch += 1;
+                    if writes_in_batch == 1 {
+                        single = Some((key, value));
+                    } else {
+                        if let Some((key, value)) = single.take() {
+                            batch.insert(key, value);
+                        }
+                        batch.insert(key, value);
+                    }
                 }
-                batch.insert(
-                    key_prefix(&queue.name, TAG_NEXT_SEQUENCE),
-                    &state.next_sequence.to_be_bytes(),
-                );
+                next_sequences.push((i, state.next_sequence));
             }
+        }
+        match single {
+            Some((key, value)) => self.store.messages().insert(key, value).map(|_| ()),
+            None => self.store.messages().apply_batch(batch),
+        }
+        .map_err(StoreError::from)?;
+        // Concurrent sends apply in any order, so the stored counter only
+        // ever grows (a max, not a plain write). Loading also takes the
+        // highest stored sequence number + 1; the counter matters once those
+        // messages are gone. Both writes are covered by the commit below.
+        for (i, next) in next_sequences {
             self.store
                 .messages()
-                .apply_batch(batch)
+                .fetch_and_update(key_prefix(&queues[i].name, TAG_NEXT_SEQUENCE), |old| {
+                    let stored = old
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map_or(0, SequenceNumber::from_be_bytes);
+                    Some(stored.max(next).to_be_bytes().to_vec())
+                })
                 .map_err(StoreError::from)?;
         }
+        drop(writes);
         self.store.commit().await?;
         // Only now may receivers see them: they are durable.
         let now = now_ms();
@@ -854,15 +926,21 @@ impl Broker {
             tokio::pin!(arrival);
             arrival.as_mut().enable();
 
-            let (taken, next_time) = self.try_take(queue, path, mode, session, max)?;
+            let writes = queue.writes.read().await;
+            let mut batch = Writes::default();
+            let (taken, next_time) = self.try_take(queue, path, mode, session, max, &mut batch)?;
             if !taken.is_empty() {
-                // Removal (receive-and-delete) and the delivery count
-                // (peek-lock) are durable before the receiver sees the
-                // message: a crash neither resurrects a deleted message
-                // nor forgets a delivery.
+                // The index changed under the state lock; sled is written
+                // after it is released (see `Queue::writes`). Removal
+                // (receive-and-delete) and the delivery count (peek-lock)
+                // are durable before the receiver sees the message: a crash
+                // neither resurrects a deleted message nor forgets a delivery.
+                batch.apply(self.store.messages())?;
+                drop(writes);
                 self.store.commit().await?;
                 return Ok(taken);
             }
+            drop(writes);
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(Vec::new());
@@ -887,6 +965,7 @@ impl Broker {
         mode: ReceiveMode,
         session: Option<(&str, LockToken)>,
         max: usize,
+        batch: &mut Writes,
     ) -> Result<(Vec<ReceivedMessage>, Option<i64>), BrokerError> {
         let limit = (!path.dead_letter).then_some(queue.properties.max_delivery_count);
         let mut state = queue.state();
@@ -933,10 +1012,7 @@ impl Broker {
                             state.index(path.dead_letter).remove(seq);
                             state.size_in_bytes =
                                 state.size_in_bytes.saturating_sub(record.body.len() as u64);
-                            self.store
-                                .messages()
-                                .remove(&key)
-                                .map_err(StoreError::from)?;
+                            batch.remove(key);
                             record.delivery_count += 1;
                             taken.push(ReceivedMessage {
                                 sequence_number: seq,
@@ -952,6 +1028,7 @@ impl Broker {
                                 seq,
                                 record,
                                 now,
+                                batch,
                             )? {
                                 taken.push(message);
                             }
@@ -962,9 +1039,14 @@ impl Broker {
         }
     }
 
-    /// Locks a message for a receiver and persists its delivery count, so
-    /// that after a crash the redelivery still counts this attempt (caller
-    /// holds the state lock).
+    /// Locks a message for a receiver and adds its new delivery count to
+    /// `batch`, so that after a crash the redelivery still counts this
+    /// attempt (caller holds the state lock, applies `batch` after releasing
+    /// it, then commits).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the state lock guard and the pending writes travel with the message"
+    )]
     fn lock_record(
         &self,
         queue: &Queue,
@@ -973,19 +1055,17 @@ impl Broker {
         seq: SequenceNumber,
         mut record: MessageRecord,
         now: i64,
+        batch: &mut Writes,
     ) -> Result<Option<ReceivedMessage>, BrokerError> {
         let lock_ms = queue.properties.lock_duration_ms();
         let Some((lock, count)) = state.index(dead_letter).lock(seq, lock_ms, now) else {
             return Ok(None);
         };
         record.delivery_count = count;
-        self.store
-            .messages()
-            .insert(
-                message_key(&queue.name, dead_letter, seq),
-                store::encode(TREE, &record)?,
-            )
-            .map_err(StoreError::from)?;
+        batch.insert(
+            message_key(&queue.name, dead_letter, seq),
+            store::encode(TREE, &record)?,
+        );
         Ok(Some(ReceivedMessage {
             sequence_number: seq,
             lock: Some(lock),
@@ -1124,13 +1204,60 @@ impl Broker {
         seq: SequenceNumber,
         token: LockToken,
     ) -> Result<(), BrokerError> {
+        self.complete_batch(path, &[(seq, token)])
+            .await?
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Completes many locked messages of one entity with one state lock,
+    /// one sled batch and one commit (the dispatcher's settle batching).
+    /// The outer error is the store's; the inner ones, one per message in
+    /// order, are lost locks.
+    pub async fn complete_batch(
+        &self,
+        path: &EntityPath,
+        settles: &[(SequenceNumber, LockToken)],
+    ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
         let queue = self.queue(&path.queue)?;
+        let writes = queue.writes.read().await;
+        let mut batch = Writes::default();
+        let mut outcomes = Vec::with_capacity(settles.len());
+        let mut any = false;
         {
-            let mut state = self.locked(&queue, path, seq, token)?;
-            self.remove_message(&queue, &mut state, path.dead_letter, seq)?;
+            let mut state = queue.state();
+            let now = now_ms();
+            for &(seq, token) in settles {
+                if state.deleted || !state.index(path.dead_letter).check_lock(seq, token, now) {
+                    outcomes.push(Err(BrokerError::LockLost {
+                        entity: path.to_string(),
+                        sequence_number: seq,
+                    }));
+                    continue;
+                }
+                let key = message_key(&queue.name, path.dead_letter, seq);
+                // A read (no log reservation) to keep the size count right;
+                // a bad record is still removed.
+                if let Some(old) = self.store.messages().get(&key).map_err(StoreError::from)?
+                    && let Ok(record) = store::decode::<MessageRecord>(TREE, &old)
+                {
+                    state.size_in_bytes =
+                        state.size_in_bytes.saturating_sub(record.body.len() as u64);
+                }
+                state.index(path.dead_letter).remove(seq);
+                batch.remove(key);
+                outcomes.push(Ok(()));
+                any = true;
+            }
         }
-        self.store.commit().await?;
-        Ok(())
+        if any {
+            // Settled sequence numbers are never handed out again, so
+            // nothing can touch these keys between the unlock and this write.
+            batch.apply(self.store.messages())?;
+            drop(writes);
+            self.store.commit().await?;
+        }
+        Ok(outcomes)
     }
 
     /// Releases a locked message so it is delivered again after `retry_after`,
@@ -1240,6 +1367,8 @@ impl Broker {
     ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let queue = self.queue(&path.queue)?;
         let mut received = Vec::with_capacity(seqs.len());
+        let writes = queue.writes.read().await;
+        let mut batch = Writes::default();
         {
             let mut state = queue.state();
             let now = now_ms();
@@ -1258,13 +1387,21 @@ impl Broker {
                     continue;
                 };
                 let record: MessageRecord = store::decode(TREE, &bytes)?;
-                if let Some(message) =
-                    self.lock_record(&queue, &mut state, path.dead_letter, seq, record, now)?
-                {
+                if let Some(message) = self.lock_record(
+                    &queue,
+                    &mut state,
+                    path.dead_letter,
+                    seq,
+                    record,
+                    now,
+                    &mut batch,
+                )? {
                     received.push(message);
                 }
             }
         }
+        batch.apply(self.store.messages())?;
+        drop(writes);
         self.store.commit().await?;
         Ok(received)
     }

@@ -6,12 +6,15 @@
 //! running with the functions and subscriptions defined and starts or
 //! stops workers to match; it runs after every change.
 //!
-//! A queue trigger's worker takes a concurrency permit of its function,
-//! receives one message under peek-lock, and invokes the handler in a task
-//! of its own while renewing the lock. The outcome settles the message:
-//! complete → complete; abandon, error, trap or timeout → abandon;
-//! dead-letter → dead-letter. Event subscriptions follow Event Grid's
-//! delivery rules instead ([`events`]).
+//! A queue trigger's worker takes as many concurrency permits of its
+//! function as are free (up to [`PREFETCH`]), receives that many messages
+//! under peek-lock in one call (one commit: Service Bus's prefetch), and
+//! invokes the handler for each in a task of its own while renewing its
+//! lock. The outcome settles the message: complete → complete; abandon,
+//! error, trap or timeout → abandon; dead-letter → dead-letter. Completions
+//! go to the worker's settler, which completes every one waiting in one
+//! batch (one commit for many settles). Event subscriptions follow Event
+//! Grid's delivery rules instead ([`events`]).
 
 mod events;
 
@@ -23,8 +26,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::broker::{
-    Abandoned, Broker, EntityPath, MAX_DELIVERY_COUNT_EXCEEDED, ReceiveMode, ReceivedMessage,
-    SessionLockInfo,
+    Abandoned, Broker, EntityPath, LockToken, MAX_DELIVERY_COUNT_EXCEEDED, ReceiveMode,
+    ReceivedMessage, SequenceNumber, SessionLockInfo,
 };
 use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
@@ -39,6 +42,10 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(5);
 const SESSION_IDLE: Duration = Duration::from_secs(1);
 /// Pause after a failed receive (queue deleted, store trouble).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Most messages one receive takes under peek-lock (each with a permit).
+const PREFETCH: usize = 100;
+/// Most completions one settle batch carries.
+const SETTLE_BATCH: usize = 256;
 pub use events::{MAX_DELIVERY_ATTEMPTS_EXCEEDED, NON_RETRIABLE_RESPONSE, TIME_TO_LIVE_EXCEEDED};
 
 /// Knobs of delivery.
@@ -107,6 +114,9 @@ pub struct Dispatcher {
 
 /// What a delivery attempt came to, before settlement.
 type Attempt = Result<Outcome, String>;
+
+/// Hands completed messages to a worker's settler.
+type Settler = tokio::sync::mpsc::UnboundedSender<(SequenceNumber, LockToken)>;
 
 impl Dispatcher {
     /// A dispatcher with no workers yet; call [`Dispatcher::reconcile`].
@@ -195,28 +205,88 @@ impl Dispatcher {
         if sessions {
             return self.run_session_worker(key).await;
         }
+        let (settle, settles) = tokio::sync::mpsc::unbounded_channel();
+        // Ends when the worker and every delivery it started have dropped
+        // their senders, so completions of running handlers still land.
+        tokio::spawn(self.clone().run_settler(path.clone(), settles));
         loop {
-            let permit = self.permit(&key).await;
-            match self
+            let mut permits = self.permits(&key).await;
+            // First take what is ready without waiting, with every free
+            // permit; only an empty queue is waited on, with one permit, so
+            // an idle trigger does not sit on its function's whole capacity.
+            let mut received = self
                 .broker
-                .receive(&path, ReceiveMode::PeekLock, RECEIVE_WAIT)
-                .await
-            {
-                Ok(Some(message)) => {
-                    let this = self.clone();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        this.deliver(&key, message).await;
-                        drop(permit);
-                    });
+                .receive_batch(&path, ReceiveMode::PeekLock, permits.len(), Duration::ZERO)
+                .await;
+            if matches!(&received, Ok(m) if m.is_empty()) {
+                permits.truncate(1);
+                received = self
+                    .broker
+                    .receive_batch(&path, ReceiveMode::PeekLock, 1, RECEIVE_WAIT)
+                    .await;
+            }
+            match received {
+                Ok(messages) => {
+                    // Permits beyond the messages received are dropped (returned).
+                    for (message, permit) in messages.into_iter().zip(permits) {
+                        let this = self.clone();
+                        let key = key.clone();
+                        let settle = settle.clone();
+                        tokio::spawn(async move {
+                            this.deliver(&key, message, Some(&settle)).await;
+                            drop(permit);
+                        });
+                    }
                 }
-                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(queue = %path, error = %e, "trigger cannot receive");
                     tokio::time::sleep(ERROR_PAUSE).await;
                 }
             }
         }
+    }
+
+    /// Completes the messages handlers completed, all that wait in one batch.
+    async fn run_settler(
+        self: Arc<Self>,
+        path: EntityPath,
+        mut settles: tokio::sync::mpsc::UnboundedReceiver<(SequenceNumber, LockToken)>,
+    ) {
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        while settles.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+            match self.broker.complete_batch(&path, &batch).await {
+                Ok(outcomes) => {
+                    for (&(seq, _), outcome) in batch.iter().zip(outcomes) {
+                        if let Err(e) = outcome {
+                            tracing::warn!(entity = %path, seq, error = %e, "settlement failed; the message will be delivered again");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(entity = %path, count = batch.len(), error = %e, "settlement failed; the messages will be delivered again");
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// Up to [`PREFETCH`] concurrency permits of the key's function, one
+    /// per message: waits for the first, takes the others that are free.
+    /// One pseudo-permit (`None`) when there is no function to limit.
+    async fn permits(&self, key: &WorkerKey) -> Vec<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let Some(first) = self.permit(key).await else {
+            return vec![None];
+        };
+        let mut permits = vec![Some(first)];
+        if let Some(function) = key.function().and_then(|f| self.functions.get(f)) {
+            while permits.len() < PREFETCH {
+                match function.concurrency.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(Some(permit)),
+                    Err(_) => break,
+                }
+            }
+        }
+        permits
     }
 
     /// A concurrency permit of the key's function; `None` when there is no
@@ -273,7 +343,9 @@ impl Dispatcher {
                 .await
             {
                 Ok(mut messages) => match messages.pop() {
-                    Some(message) => self.deliver(key, message).await,
+                    // Settled in place: the next receive of the session must
+                    // not see this message still locked.
+                    Some(message) => self.deliver(key, message, None).await,
                     None => break,
                 },
                 Err(e) => {
@@ -287,7 +359,9 @@ impl Dispatcher {
         }
     }
 
-    async fn deliver(&self, key: &WorkerKey, message: ReceivedMessage) {
+    /// Invokes the handler for a message and settles it; a completion goes
+    /// to `settler` when there is one, else it is settled here.
+    async fn deliver(&self, key: &WorkerKey, message: ReceivedMessage, settler: Option<&Settler>) {
         let path = EntityPath::active(&key.queue());
         let Some(function) = key.function() else {
             return;
@@ -295,6 +369,12 @@ impl Dispatcher {
         let attempt = self
             .invoke_with_renewal(&path, &message, function, Input::Message(&message))
             .await;
+        if let (Ok(Outcome::Complete), Some(settler), Some(lock)) =
+            (&attempt, settler, message.lock)
+            && settler.send((message.sequence_number, lock.token)).is_ok()
+        {
+            return;
+        }
         self.settle(&path, &message, attempt).await;
     }
 
