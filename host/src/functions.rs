@@ -177,23 +177,11 @@ impl Trigger {
                         ));
                     }
                 };
+                // `N` alone means N per minute, the default window.
                 let rate_limit = match query.get("rateLimit") {
                     None => None,
-                    Some(text) => {
-                        let (requests, per) = text.split_once('/').unwrap_or((text, "60"));
-                        let parse = |t: &str| t.trim().parse::<u32>().ok();
-                        match (parse(requests), parse(per)) {
-                            (Some(requests), Some(per_seconds)) => Some(RateLimit {
-                                requests,
-                                per_seconds,
-                            }),
-                            _ => {
-                                return Err(format!(
-                                    "rateLimit `{text}`: give `<requests>/<seconds>`, e.g. `100/60`"
-                                ));
-                            }
-                        }
-                    }
+                    Some(text) if text.contains('/') => Some(text.parse()?),
+                    Some(text) => Some(format!("{text}/{}", RateLimit::default_window()).parse()?),
                 };
                 Ok(Trigger::Http(HttpTrigger {
                     route: route.clone(),
@@ -295,6 +283,25 @@ pub struct RateLimit {
 impl RateLimit {
     fn default_window() -> u32 {
         60
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    /// `<requests>/<seconds>`, e.g. `100/60` (the CLI's and the API's form).
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        let (requests, seconds) = text
+            .split_once('/')
+            .ok_or("give `<requests>/<seconds>`, e.g. `100/60`")?;
+        Ok(RateLimit {
+            requests: requests.trim().parse().map_err(|_| {
+                format!("rate limit `{text}`: `{requests}` is not a number of requests")
+            })?,
+            per_seconds: seconds.trim().parse().map_err(|_| {
+                format!("rate limit `{text}`: `{seconds}` is not a number of seconds")
+            })?,
+        })
     }
 }
 

@@ -219,52 +219,58 @@ impl FunctionDecl {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<FunctionSettings, String> {
         let mut secrets = self.secrets.clone();
+        self.read_env(
+            "secrets_from_env",
+            &self.secrets_from_env,
+            &env,
+            &mut secrets,
+        )?;
         let mut api_keys = BTreeMap::new();
-        let mut missing = Vec::new();
-        for (secret, variable) in &self.secrets_from_env {
-            match env(variable) {
-                Some(value) => {
-                    secrets.insert(secret.clone(), value);
-                }
-                None => missing.push(variable.as_str()),
-            }
-        }
-        for (key, variable) in &self.api_keys_from_env {
-            match env(variable) {
-                Some(value) => {
-                    api_keys.insert(key.clone(), value);
-                }
-                None => missing.push(variable.as_str()),
-            }
-        }
-        if !missing.is_empty() {
-            let (noun, verb) = if missing.len() == 1 {
-                ("variable", "is")
-            } else {
-                ("variables", "are")
-            };
-            let names: Vec<String> = missing.iter().map(|v| format!("`{v}`")).collect();
-            let field = if self
-                .secrets_from_env
-                .values()
-                .any(|v| missing.contains(&v.as_str()))
-            {
-                "secrets_from_env"
-            } else {
-                "api_keys_from_env"
-            };
-            return Err(format!(
-                "functions.{}.{field}: environment {noun} {} {verb} not set",
-                self.name,
-                names.join(", ")
-            ));
-        }
+        self.read_env(
+            "api_keys_from_env",
+            &self.api_keys_from_env,
+            &env,
+            &mut api_keys,
+        )?;
         Ok(FunctionSettings {
             config: self.config.clone(),
             secrets,
             allowed_hosts: self.allowed_hosts.clone(),
             api_keys,
         })
+    }
+
+    /// Reads `field`'s table of name → environment variable into `into`; an
+    /// unset variable is an error that names the function, field and variables.
+    fn read_env(
+        &self,
+        field: &str,
+        from_env: &BTreeMap<String, String>,
+        env: &impl Fn(&str) -> Option<String>,
+        into: &mut BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let mut missing = Vec::new();
+        for (name, variable) in from_env {
+            match env(variable) {
+                Some(value) => {
+                    into.insert(name.clone(), value);
+                }
+                None => missing.push(format!("`{variable}`")),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let (noun, verb) = if missing.len() == 1 {
+            ("variable", "is")
+        } else {
+            ("variables", "are")
+        };
+        Err(format!(
+            "functions.{}.{field}: environment {noun} {} {verb} not set",
+            self.name,
+            missing.join(", ")
+        ))
     }
 }
 
@@ -1226,22 +1232,18 @@ impl Checker<'_> {
                 );
             }
         }
-        for variable in secrets_from_env.values() {
-            if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
-                self.error(
-                    line,
-                    format!("{field}.secrets_from_env"),
-                    format!("`{variable}` is not an environment variable name"),
-                );
-            }
-        }
-        for variable in raw.api_keys_from_env.values() {
-            if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
-                self.error(
-                    line,
-                    format!("{field}.api_keys_from_env"),
-                    format!("`{variable}` is not an environment variable name"),
-                );
+        for (key, variables) in [
+            ("secrets_from_env", &secrets_from_env),
+            ("api_keys_from_env", &raw.api_keys_from_env),
+        ] {
+            for variable in variables.values() {
+                if variable.is_empty() || variable.contains('=') || variable.contains('\0') {
+                    self.error(
+                        line,
+                        format!("{field}.{key}"),
+                        format!("`{variable}` is not an environment variable name"),
+                    );
+                }
             }
         }
         for host in &raw.allowed_hosts {

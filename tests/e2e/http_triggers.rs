@@ -79,10 +79,7 @@ async fn http_handler_enqueues_the_request_and_answers_202_for_a_valid_api_key()
     host.create_queue("accepted", json!({})).await;
     set_api_keys(&host, "probe").await;
     deploy_probe(&host, "probe", "&methods=POST,GET&auth=apiKey").await;
-    let client = anonymous();
-
-    let r = client
-        .post(host.at("/api/probe/enqueue"))
+    let r = post(&host, "/api/probe/enqueue")
         .header("x-functions-key", PARTNER_A_KEY)
         .body("order A-1")
         .send()
@@ -98,12 +95,14 @@ async fn http_handler_enqueues_the_request_and_answers_202_for_a_valid_api_key()
     assert_eq!(queued[0]["subject"], "partner-a", "{}", queued[0]);
 
     // `?code=` works as well, and the principal header cannot be forged.
-    let r = client
-        .get(host.at(&format!("/api/probe/echo?q=a%20b&code={PARTNER_B_KEY}")))
-        .header("x-sluice-principal", "admin")
-        .send()
-        .await
-        .unwrap();
+    let r = get(
+        &host,
+        &format!("/api/probe/echo?q=a%20b&code={PARTNER_B_KEY}"),
+    )
+    .header("x-sluice-principal", "admin")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 200);
     let echo: Value = r.json().await.unwrap();
     assert_eq!(echo["principal"], "partner-b");
@@ -111,29 +110,18 @@ async fn http_handler_enqueues_the_request_and_answers_202_for_a_valid_api_key()
     assert_eq!(echo["path"], "/api/probe/echo");
 
     // Denied: no key, a wrong key. Nothing more is enqueued.
-    let (status, message) = error_of(
-        client
-            .post(host.at("/api/probe/enqueue"))
-            .body("sneaky")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(message.contains("x-functions-key"), "{message}");
-    let (status, message) = error_of(
-        client
-            .post(host.at("/api/probe/enqueue"))
-            .header("x-functions-key", "not-the-key-at-all-0000")
-            .body("sneaky")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(message.contains("does not match"), "{message}");
+    for (key, why) in [
+        (None, "x-functions-key"),
+        (Some("not-the-key-at-all-0000"), "does not match"),
+    ] {
+        let mut request = post(&host, "/api/probe/enqueue").body("sneaky");
+        if let Some(key) = key {
+            request = request.header("x-functions-key", key);
+        }
+        let (status, message) = error_of(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}");
+        assert!(message.contains(why), "{message}");
+    }
     assert_eq!(host.peek("accepted").await.len(), 1);
 
     // The settings show key names, never keys.

@@ -47,7 +47,7 @@ pub(crate) struct DeployCommand {
     #[arg(long)]
     jwks_uri: Option<String>,
     /// Requests one caller may make: `<requests>/<seconds>`, e.g. `100/60`.
-    #[arg(long, value_parser = parse_rate_limit, requires = "route")]
+    #[arg(long, value_parser = str::parse::<RateLimit>, requires = "route")]
     rate_limit: Option<RateLimit>,
     /// Invocations that may run at once.
     #[arg(long)]
@@ -147,20 +147,4 @@ impl DeployCommand {
             (queue, None) => Trigger::Queue(queue.clone().unwrap_or_default()),
         }
     }
-}
-
-fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    let (requests, seconds) = text
-        .split_once('/')
-        .ok_or("give `<requests>/<seconds>`, e.g. `100/60`")?;
-    Ok(RateLimit {
-        requests: requests
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{requests}` is not a number of requests"))?,
-        per_seconds: seconds
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{seconds}` is not a number of seconds"))?,
-    })
 }

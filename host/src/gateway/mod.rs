@@ -32,7 +32,7 @@ pub use route::{RESERVED, RouteTemplate, validate_trigger};
 use crate::access::Access;
 use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
-use crate::functions::{DeployedFunction, Functions, HttpTrigger, Trigger};
+use crate::functions::{DeployedFunction, FunctionSettings, Functions, HttpTrigger, Trigger};
 use crate::runtime::{InvocationError, Scheme};
 use crate::trace::{Step, StepKind, TraceParent};
 
@@ -179,6 +179,8 @@ pub struct HttpCall {
 pub struct Admission {
     /// Who called.
     pub caller: Caller,
+    /// The function's settings it was admitted with; the invocation sees the same.
+    settings: Arc<FunctionSettings>,
 }
 
 /// Routes, authenticates, rate-limits and invokes HTTP-triggered functions.
@@ -334,7 +336,7 @@ impl Gateway {
                     retry_after,
                 })?;
         }
-        Ok(Admission { caller })
+        Ok(Admission { caller, settings })
     }
 
     /// Invokes `function` for an admitted request.
@@ -345,7 +347,7 @@ impl Gateway {
         call: HttpCall,
     ) -> Result<http::Response<Bytes>, GatewayError> {
         let name = function.record.name.as_str();
-        let caller = &admission.caller;
+        let Admission { caller, settings } = admission;
         // Taken once the body is in, so slow uploads never hold a permit.
         let _permit =
             tokio::time::timeout(PERMIT_WAIT, function.concurrency.clone().acquire_owned())
@@ -353,7 +355,6 @@ impl Gateway {
                 .ok()
                 .and_then(Result::ok)
                 .ok_or_else(|| GatewayError::Busy(name.to_string()))?;
-        let settings = self.functions.settings(name);
         let strip_authorization = matches!(
             &function.record.trigger,
             Trigger::Http(t) if t.auth == crate::functions::HttpAuth::Sas
@@ -372,7 +373,7 @@ impl Gateway {
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(|| trace.trace_id.clone(), str::to_string);
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
-        let request = guest_request(&call, caller, &trace, strip_authorization);
+        let request = guest_request(&call, &caller, &trace, strip_authorization);
         let host = HostContext::new(
             Invocation {
                 function: name.to_string(),
