@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         broker: broker.clone(),
         events,
         kv: Arc::new(KeyValue::new(store.clone())),
-        traces: Arc::new(Traces::new(store.clone())),
+        traces: Arc::new(Traces::new(store.clone(), 0)),
     };
     let runtime = Arc::new(Runtime::new()?);
     let (pre, _) = runtime.compile(&bytes)?;

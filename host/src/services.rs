@@ -27,6 +27,8 @@ pub struct SluiceConfig {
     pub durability: Durability,
     /// Delivery knobs.
     pub dispatch: DispatchSettings,
+    /// Successful trace steps recorded per second before sampling (0: all).
+    pub max_trace_steps_per_second: u32,
 }
 
 /// Why a deploy (or delete) was refused.
@@ -106,7 +108,10 @@ impl Sluice {
         tokio::spawn(broker.clone().run_maintenance());
         let kv = Arc::new(KeyValue::new(store.clone()));
         tokio::spawn(kv.clone().run_sweeper());
-        let traces = Arc::new(Traces::new(store.clone()));
+        let traces = Arc::new(Traces::new(
+            store.clone(),
+            config.max_trace_steps_per_second,
+        ));
         tokio::spawn(traces.clone().run_sweeper());
         let services = HostServices {
             broker: broker.clone(),

@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::order_flow::deploy_order_flow;
-use crate::support::{ALWAYS_FAILS, Host, SLUICE, component, event, order};
+use crate::support::{ALWAYS_FAILS, Host, PANICS, SLUICE, component, event, order};
 
 fn step_summary(steps: &[Value]) -> Vec<String> {
     steps
@@ -153,4 +153,66 @@ async fn retries_and_the_dead_letter_are_steps_of_the_callers_trace() {
         .await
         .expect("GET");
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn under_load_successful_flows_are_sampled_whole_and_failures_always_kept() {
+    // A budget of 10 successful steps a second: 400 messages in one burst
+    // are well past it.
+    let host = Host::start_with(&["--max-trace-steps-per-second", "10"]).await;
+    host.create_queue("burst", json!({ "maxDeliveryCount": 1 }))
+        .await;
+    let r = host
+        .deploy("maybe-panic", &component(PANICS), "queue=burst")
+        .await;
+    assert_eq!(r.status(), 201);
+    let items: Vec<Value> = (0..400)
+        .map(|i| {
+            // Every 50th message traps the handler (a failure).
+            let body = if i % 50 == 0 { "boom" } else { "fine" };
+            json!({ "Body": body, "BrokerProperties": { "CorrelationId": format!("B-{i}") } })
+        })
+        .collect();
+    let r = host
+        .http
+        .post(host.at("/burst/messages"))
+        .header("Content-Type", "application/vnd.microsoft.servicebus.json")
+        .body(serde_json::to_vec(&items).expect("encode"))
+        .send()
+        .await
+        .expect("batch send");
+    assert_eq!(r.status(), 201);
+    host.wait_for_messages("burst/$DeadLetterQueue", 8).await;
+
+    let (mut kept, mut dropped) = (0, 0);
+    for i in 0..400 {
+        let r = host
+            .http
+            .get(host.at(&format!("/api/traces/B-{i}")))
+            .send()
+            .await
+            .expect("GET trace");
+        if i % 50 == 0 {
+            assert_eq!(r.status(), 200, "failed flow B-{i} was not recorded");
+            let trace: Value = r.json().await.expect("json");
+            assert_eq!(
+                step_summary(trace["steps"].as_array().expect("steps")),
+                [
+                    "invoke maybe-panic burst error",
+                    "deadLetter - burst dead-lettered"
+                ],
+                "B-{i}"
+            );
+        } else if r.status() == 200 {
+            kept += 1;
+        } else {
+            assert_eq!(r.status(), 404);
+            dropped += 1;
+        }
+    }
+    assert!(kept > 0, "some successful flows are still recorded");
+    assert!(
+        dropped > 0,
+        "past the budget successful flows are sampled ({kept} kept)"
+    );
 }

@@ -20,6 +20,8 @@ pub(super) struct Slot {
     pub(super) lock: Option<MessageLock>,
     pub(super) deferred: bool,
     pub(super) session: Option<Arc<str>>,
+    /// The body's length, for the queue's size without reading the store.
+    pub(super) body_bytes: u64,
 }
 
 impl Slot {
@@ -35,6 +37,20 @@ impl Slot {
     fn expired(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
+
+    /// What the counts see: (holds a lock, deferred and free).
+    fn class(&self) -> (bool, bool) {
+        (self.lock.is_some(), self.deferred && self.lock.is_none())
+    }
+}
+
+/// How many messages of an index are in each state (Service Bus's count details).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub(super) active: usize,
+    pub(super) locked: usize,
+    pub(super) scheduled: usize,
+    pub(super) deferred: usize,
 }
 
 /// What a message needs when it joins the index.
@@ -44,6 +60,7 @@ pub(super) struct NewSlot {
     pub(super) expires_at_ms: Option<i64>,
     pub(super) deferred: bool,
     pub(super) session: Option<Arc<str>>,
+    pub(super) body_bytes: u64,
 }
 
 /// What the index says about the next receive.
@@ -69,6 +86,10 @@ pub(super) struct Index {
     timers: BTreeSet<(i64, SequenceNumber)>,
     /// (time, seq): time-to-live expiries.
     expiries: BTreeSet<(i64, SequenceNumber)>,
+    /// Slots holding a lock (live once the timers have fired).
+    locked: usize,
+    /// Deferred slots not locked.
+    deferred_free: usize,
 }
 
 impl Index {
@@ -84,12 +105,41 @@ impl Index {
         self.slots.iter()
     }
 
+    /// The counts at `now_ms`, without visiting every message: a ready
+    /// message is active; after the timers due have fired, every lock held
+    /// is live; what is neither ready, locked nor deferred waits for its
+    /// time (scheduled, or backing off after an abandon).
+    pub(super) fn counts(&mut self, now_ms: i64) -> Counts {
+        self.fire_timers(now_ms);
+        let active = self.ready.len();
+        Counts {
+            active,
+            locked: self.locked,
+            deferred: self.deferred_free,
+            scheduled: self
+                .slots
+                .len()
+                .saturating_sub(active + self.locked + self.deferred_free),
+        }
+    }
+
+    /// Keeps the lock and deferral counts in step with a slot's change.
+    fn tally(&mut self, before: (bool, bool), after: (bool, bool)) {
+        let step = |count: &mut usize, was: bool, is: bool| match (was, is) {
+            (false, true) => *count += 1,
+            (true, false) => *count = count.saturating_sub(1),
+            _ => {}
+        };
+        step(&mut self.locked, before.0, after.0);
+        step(&mut self.deferred_free, before.1, after.1);
+    }
+
     /// Adds a message that is unlocked.
     pub(super) fn insert(&mut self, seq: SequenceNumber, new: NewSlot, now_ms: i64) {
         if let Some(at) = new.expires_at_ms {
             self.expiries.insert((at, seq));
         }
-        self.slots.insert(
+        let old = self.slots.insert(
             seq,
             Slot {
                 delivery_count: new.delivery_count,
@@ -98,8 +148,11 @@ impl Index {
                 lock: None,
                 deferred: new.deferred,
                 session: new.session,
+                body_bytes: new.body_bytes,
             },
         );
+        let before = old.as_ref().map_or((false, false), Slot::class);
+        self.tally(before, (false, new.deferred));
         if !new.deferred {
             self.make_available(seq, new.visible_at_ms, now_ms);
         }
@@ -107,7 +160,9 @@ impl Index {
 
     pub(super) fn remove(&mut self, seq: SequenceNumber) -> Option<Slot> {
         self.unready(seq);
-        self.slots.remove(&seq)
+        let slot = self.slots.remove(&seq)?;
+        self.tally(slot.class(), (false, false));
+        Some(slot)
     }
 
     fn set_ready(&mut self, seq: SequenceNumber) {
@@ -210,14 +265,17 @@ impl Index {
     ) -> Option<(MessageLock, u32)> {
         self.unready(seq);
         let slot = self.slots.get_mut(&seq)?;
+        let before = slot.class();
         let lock = MessageLock {
             token: LockToken::new(),
             locked_until_ms: now_ms + lock_duration_ms,
         };
         slot.lock = Some(lock);
         slot.delivery_count += 1;
+        let (after, count) = (slot.class(), slot.delivery_count);
+        self.tally(before, after);
         self.timers.insert((lock.locked_until_ms, seq));
-        Some((lock, slot.delivery_count))
+        Some((lock, count))
     }
 
     /// Checks that `token` holds a live lock on `seq`.
@@ -249,9 +307,12 @@ impl Index {
         let Some(slot) = self.slots.get_mut(&seq) else {
             return;
         };
+        let before = slot.class();
         slot.lock = None;
         slot.visible_at_ms = visible_at_ms;
-        if !slot.deferred {
+        let (after, deferred) = (slot.class(), slot.deferred);
+        self.tally(before, after);
+        if !deferred {
             self.make_available(seq, visible_at_ms, now_ms);
         }
     }
@@ -259,8 +320,11 @@ impl Index {
     /// Sets a locked message aside until it is received by sequence number.
     pub(super) fn defer(&mut self, seq: SequenceNumber) {
         if let Some(slot) = self.slots.get_mut(&seq) {
+            let before = slot.class();
             slot.lock = None;
             slot.deferred = true;
+            let after = slot.class();
+            self.tally(before, after);
         }
         self.unready(seq);
     }
@@ -294,8 +358,11 @@ impl Index {
             match slot.lock {
                 Some(lock) if lock.locked_until_ms == at => {
                     // The receiver let the lock lapse: deliver it again.
+                    let before = slot.class();
                     slot.lock = None;
-                    if !slot.deferred {
+                    let (after, deferred) = (slot.class(), slot.deferred);
+                    self.tally(before, after);
+                    if !deferred {
                         self.set_ready(seq);
                     }
                 }
@@ -317,6 +384,89 @@ mod tests {
             expires_at_ms: None,
             deferred: false,
             session: None,
+            body_bytes: 0,
+        }
+    }
+
+    /// The counts by visiting every slot, as the index had them before.
+    fn counts_by_scan(index: &Index, now: i64) -> Counts {
+        let mut counts = Counts::default();
+        for (_, slot) in index.iter() {
+            match slot.state(now) {
+                MessageState::Locked => counts.locked += 1,
+                MessageState::Scheduled => counts.scheduled += 1,
+                MessageState::Deferred => counts.deferred += 1,
+                MessageState::Active => counts.active += 1,
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn counts_kept_as_messages_change_state_match_a_full_scan() {
+        let mut index = Index::default();
+        let mut tokens: HashMap<SequenceNumber, LockToken> = HashMap::new();
+        // A fixed pseudo-random walk over every operation that changes a state.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut now: i64 = 0;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let seq = x % 64;
+            now += ((x >> 8) % 3) as i64;
+            match (x >> 16) % 8 {
+                0 | 1 if index.get(seq).is_none() => {
+                    let visible = now + ((x >> 24) % 4) as i64 * 5;
+                    let deferred = (x >> 30).is_multiple_of(7);
+                    index.insert(
+                        seq,
+                        NewSlot {
+                            deferred,
+                            ..slot(0, visible)
+                        },
+                        now,
+                    );
+                }
+                2 => {
+                    index.remove(seq);
+                }
+                3 => {
+                    if let Next::Ready(ready) = index.next(now, None, None)
+                        && let Some((lock, _)) = index.lock(ready, 7, now)
+                    {
+                        tokens.insert(ready, lock.token);
+                    }
+                }
+                4 => {
+                    if index.is_deferred_and_free(seq, now)
+                        && let Some((lock, _)) = index.lock(seq, 7, now)
+                    {
+                        tokens.insert(seq, lock.token);
+                    }
+                }
+                5 => {
+                    if let Some(&token) = tokens.get(&seq)
+                        && index.check_lock(seq, token, now)
+                    {
+                        index.unlock(seq, now + ((x >> 40) % 3) as i64 * 4, now);
+                    }
+                }
+                6 => {
+                    if let Some(&token) = tokens.get(&seq)
+                        && index.check_lock(seq, token, now)
+                    {
+                        if (x >> 44).is_multiple_of(2) {
+                            index.defer(seq);
+                        } else {
+                            index.renew(seq, 7, now);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let counts = index.counts(now);
+            assert_eq!(counts, counts_by_scan(&index, now), "after step {step}");
         }
     }
 

@@ -37,6 +37,10 @@ pub(crate) struct ServeCommand {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Successful trace steps recorded per second; past it whole flows are
+    /// sampled by trace id (failures are always recorded). 0 records every step.
+    #[arg(long, env = "SLUICE_MAX_TRACE_STEPS_PER_SECOND", default_value_t = crate::trace::DEFAULT_MAX_STEPS_PER_SECOND)]
+    max_trace_steps_per_second: u32,
     /// The namespace name system events carry.
     #[arg(long, env = "SLUICE_NAMESPACE", default_value = "sluice")]
     namespace: String,
@@ -70,6 +74,7 @@ impl ServeCommand {
             dispatch: DispatchSettings {
                 retry_time_scale: self.event_retry_time_scale,
             },
+            max_trace_steps_per_second: self.max_trace_steps_per_second,
         };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(crate::api::tls::acceptor(cert, key)?),
