@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: per-thread free lists suit a host that
+/// allocates and frees per message on every worker (glibc's malloc was ~15%
+/// of the host's CPU under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match sluice_host::cli::run().await {

@@ -56,10 +56,11 @@ pub struct TraceParent {
 }
 
 fn random_hex(bytes: usize) -> String {
+    use rand::Rng as _;
     let mut buf = vec![0u8; bytes];
-    // A failing OS random source leaves zeros: the ids are for correlation,
-    // not security, and a zero trace id is replaced below.
-    let _ = getrandom::fill(&mut buf);
+    // A thread-local CSPRNG: ids are made several times per message, and a
+    // system call each was measurable.
+    rand::rng().fill_bytes(&mut buf);
     if buf.iter().all(|b| *b == 0) {
         buf[0] = 1;
     }
