@@ -175,3 +175,160 @@ async fn queues_and_topics_are_managed_with_atom_entries_and_show_runtime_counts
     let r = host.put_json("/api/queues/billing", json!({})).await;
     assert_eq!(r.status(), StatusCode::CREATED, "the name is free again");
 }
+
+/// An Atom entry with `description` inside, as the SDKs send it.
+fn entry(description: &str) -> String {
+    format!(
+        "<?xml version='1.0' encoding='utf-8'?>\n<entry xmlns=\"http://www.w3.org/2005/Atom\"><content type=\"application/xml\">{description}</content></entry>"
+    )
+}
+
+#[tokio::test]
+async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_restart() {
+    let mut host = Host::start().await;
+    let put = |path: String, body: String, if_match: bool| {
+        let mut request = host
+            .http
+            .put(host.at(&path))
+            .header(
+                "content-type",
+                "application/atom+xml;type=entry;charset=utf-8",
+            )
+            .body(body);
+        if if_match {
+            request = request.header("If-Match", "*");
+        }
+        request.send()
+    };
+    let ns = "xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\"";
+    let r = put("/billing".into(), QUEUE_ENTRY.into(), false)
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    host.send("billing", "kept").await;
+
+    // UpdateQueue: a lower max delivery count and a shorter lock.
+    let update = entry(&format!(
+        "<QueueDescription {ns}><LockDuration>PT5S</LockDuration><MaxDeliveryCount>2</MaxDeliveryCount>\
+         <DeadLetteringOnMessageExpiration>true</DeadLetteringOnMessageExpiration></QueueDescription>"
+    ));
+    let r = put("/billing".into(), update.clone(), true)
+        .await
+        .expect("update");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.expect("entry");
+    assert!(body.contains("<LockDuration>PT5S</LockDuration>"), "{body}");
+    assert!(
+        body.contains("<MaxDeliveryCount>2</MaxDeliveryCount>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<d2p1:ActiveMessageCount>1</d2p1:ActiveMessageCount>"),
+        "the messages stay: {body}"
+    );
+
+    // The new count applies: two abandons dead-letter the message.
+    for attempt in 1..=2 {
+        let (props, path, text) = host.receive_locked("billing", 5).await.expect("a message");
+        assert_eq!(text, "kept");
+        assert_eq!(props["DeliveryCount"], attempt);
+        let r = host.http.put(host.at(&path)).send().await.expect("abandon");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let dead = host.wait_for_messages("billing/$DeadLetterQueue", 1).await;
+    assert_eq!(dead.len(), 1);
+
+    // Sessions cannot be switched on; a missing queue is not created.
+    let sessions = entry(&format!(
+        "<QueueDescription {ns}><RequiresSession>true</RequiresSession></QueueDescription>"
+    ));
+    let r = put("/billing".into(), sessions, true)
+        .await
+        .expect("update");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("requiresSession cannot be changed"),
+    );
+    let r = put("/nowhere".into(), update.clone(), true)
+        .await
+        .expect("update");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // UpdateTopic and UpdateSubscription.
+    let r = put("/alerts".into(), TOPIC_ENTRY.into(), false)
+        .await
+        .expect("topic");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let topic = entry(&format!(
+        "<TopicDescription {ns}><DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive></TopicDescription>"
+    ));
+    let r = put("/alerts".into(), topic, true).await.expect("update");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.text()
+            .await
+            .expect("entry")
+            .contains("<DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive>")
+    );
+    let r = put(
+        "/alerts/Subscriptions/urgent".into(),
+        SUBSCRIPTION_ENTRY.into(),
+        false,
+    )
+    .await
+    .expect("subscription");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let subscription = entry(&format!(
+        "<SubscriptionDescription {ns}><LockDuration>PT45S</LockDuration><MaxDeliveryCount>9</MaxDeliveryCount></SubscriptionDescription>"
+    ));
+    let r = put("/alerts/Subscriptions/urgent".into(), subscription, true)
+        .await
+        .expect("update");
+    assert_eq!(r.status(), StatusCode::OK);
+    let rules = host
+        .http
+        .get(host.at("/alerts/Subscriptions/urgent/Rules"))
+        .send()
+        .await
+        .expect("rules")
+        .text()
+        .await
+        .expect("feed");
+    assert!(
+        rules.contains("priority &gt; 3"),
+        "an update keeps the rules: {rules}"
+    );
+
+    // The changes are durable.
+    host.crash_and_restart().await;
+    let host = &host;
+    let get = |path: &'static str| async move {
+        host.http
+            .get(host.at(path))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body")
+    };
+    let queue = get("/billing").await;
+    assert!(
+        queue.contains("<MaxDeliveryCount>2</MaxDeliveryCount>"),
+        "{queue}"
+    );
+    let subscription = get("/alerts/Subscriptions/urgent").await;
+    assert!(
+        subscription.contains("<LockDuration>PT45S</LockDuration>")
+            && subscription.contains("<MaxDeliveryCount>9</MaxDeliveryCount>"),
+        "{subscription}"
+    );
+    let topic = get("/alerts").await;
+    assert!(
+        topic.contains("<DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive>"),
+        "{topic}"
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! | request | does |
 //! |---|---|
-//! | `PUT /{name}` + `QueueDescription` / `TopicDescription` entry | create a queue or topic (201; 409 if it exists) |
+//! | `PUT /{name}` + `QueueDescription` / `TopicDescription` entry | create a queue or topic (201; 409 if it exists); with `If-Match`, update it (200; 404 if missing) |
 //! | `GET`, `DELETE /{name}` | a queue or topic, with its runtime counts |
 //! | `PUT`, `GET`, `DELETE /{topic}/Subscriptions/{sub}` | a subscription (its default rule may come inside) |
 //! | `PUT`, `GET`, `DELETE /{topic}/Subscriptions/{sub}/Rules/{rule}` | a rule |
@@ -11,8 +11,10 @@
 //!
 //! The XML itself is read and written by [`super::atom`]; this module maps
 //! it to the broker. Counts come from the broker (active, dead-lettered,
-//! scheduled; transfers are immediate here, so always 0). Updating an
-//! entity's options (`PUT` with `If-Match`) is not supported: 400 says so.
+//! scheduled; transfers are immediate here, so always 0). A `PUT` with
+//! `If-Match` (the SDKs' `UpdateQueue`, `UpdateTopic`, `UpdateSubscription`)
+//! changes an existing entity's options in place: 200, or 404 when there is
+//! none; sessions and duplicate detection cannot be switched on or off (400).
 
 use hyper::{Method, StatusCode, header};
 
@@ -95,6 +97,53 @@ fn entity_of(target: Option<String>) -> Option<String> {
 
 fn kilobytes(kb: u64) -> usize {
     usize::try_from(kb.saturating_mul(1024)).unwrap_or(usize::MAX)
+}
+
+/// A queue's options from its `QueueDescription` (absent fields: defaults).
+fn queue_properties(d: atom::ResolvedQueue) -> QueueProperties {
+    QueueProperties {
+        max_delivery_count: d.max_delivery_count,
+        lock_duration_secs: d.lock_duration_secs,
+        max_message_size_bytes: kilobytes(d.max_message_size_in_kilobytes),
+        default_message_time_to_live_secs: d.default_message_time_to_live_secs,
+        dead_lettering_on_message_expiration: d.dead_lettering_on_message_expiration,
+        requires_duplicate_detection: d.requires_duplicate_detection,
+        duplicate_detection_history_time_window_secs: d
+            .duplicate_detection_history_time_window_secs,
+        requires_session: d.requires_session,
+        forward_to: entity_of(d.forward_to),
+        forward_dead_lettered_messages_to: entity_of(d.forward_dead_lettered_messages_to),
+    }
+}
+
+/// A topic's options from its `TopicDescription` (absent fields: defaults).
+fn topic_properties(d: atom::ResolvedTopic) -> TopicProperties {
+    TopicProperties {
+        default_message_time_to_live_secs: d.default_message_time_to_live_secs,
+        requires_duplicate_detection: d.requires_duplicate_detection,
+        duplicate_detection_history_time_window_secs: d
+            .duplicate_detection_history_time_window_secs,
+        max_message_size_bytes: kilobytes(d.max_message_size_in_kilobytes),
+    }
+}
+
+/// A subscription's options from its `SubscriptionDescription`; what the
+/// description does not carry (message size, duplicate detection) comes
+/// from `rest`.
+fn subscription_properties(
+    d: atom::ResolvedSubscription,
+    rest: QueueProperties,
+) -> QueueProperties {
+    QueueProperties {
+        max_delivery_count: d.max_delivery_count,
+        lock_duration_secs: d.lock_duration_secs,
+        default_message_time_to_live_secs: d.default_message_time_to_live_secs,
+        dead_lettering_on_message_expiration: d.dead_lettering_on_message_expiration,
+        requires_session: d.requires_session,
+        forward_to: entity_of(d.forward_to),
+        forward_dead_lettered_messages_to: entity_of(d.forward_dead_lettered_messages_to),
+        ..rest
+    }
 }
 
 fn rule_filter(description: &RuleDescription) -> Result<RuleFilter, ApiError> {
@@ -235,11 +284,8 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         }
         ([_], &Method::PUT) => {
             let name = segments[0].clone();
-            if request.headers.contains_key(header::IF_MATCH) {
-                return Err(ApiError::bad_request(
-                    "updating an entity's options is not supported; delete and create it",
-                ));
-            }
+            // `If-Match` is how the SDKs' UpdateQueue/UpdateTopic say "change it".
+            let update = request.headers.contains_key(header::IF_MATCH);
             if sluice.events.has_topic(&name) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -251,26 +297,21 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
             let body = String::from_utf8_lossy(&body).into_owned();
             match atom::description_kind(&body).map_err(bad)? {
                 atom::DescriptionKind::Queue => {
-                    let d = atom::parse_queue(&body).map_err(bad)?.resolve();
-                    let properties = QueueProperties {
-                        max_delivery_count: d.max_delivery_count,
-                        lock_duration_secs: d.lock_duration_secs,
-                        max_message_size_bytes: kilobytes(d.max_message_size_in_kilobytes),
-                        default_message_time_to_live_secs: d.default_message_time_to_live_secs,
-                        dead_lettering_on_message_expiration: d
-                            .dead_lettering_on_message_expiration,
-                        requires_duplicate_detection: d.requires_duplicate_detection,
-                        duplicate_detection_history_time_window_secs: d
-                            .duplicate_detection_history_time_window_secs,
-                        requires_session: d.requires_session,
-                        forward_to: entity_of(d.forward_to),
-                        forward_dead_lettered_messages_to: entity_of(
-                            d.forward_dead_lettered_messages_to,
-                        ),
+                    let properties =
+                        queue_properties(atom::parse_queue(&body).map_err(bad)?.resolve());
+                    let (status, q) = if update {
+                        (
+                            StatusCode::OK,
+                            broker.update_queue(&name, properties).await?,
+                        )
+                    } else {
+                        (
+                            StatusCode::CREATED,
+                            broker.create_queue(&name, properties).await?,
+                        )
                     };
-                    let q = broker.create_queue(&name, properties).await?;
                     xml(
-                        StatusCode::CREATED,
+                        status,
                         atom::queue_entry(
                             &base,
                             &name,
@@ -282,16 +323,20 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
                     )
                 }
                 atom::DescriptionKind::Topic => {
-                    let d = atom::parse_topic(&body).map_err(bad)?.resolve();
-                    let properties = TopicProperties {
-                        default_message_time_to_live_secs: d.default_message_time_to_live_secs,
-                        requires_duplicate_detection: d.requires_duplicate_detection,
-                        duplicate_detection_history_time_window_secs: d
-                            .duplicate_detection_history_time_window_secs,
-                        max_message_size_bytes: kilobytes(d.max_message_size_in_kilobytes),
+                    let properties =
+                        topic_properties(atom::parse_topic(&body).map_err(bad)?.resolve());
+                    let (status, t) = if update {
+                        (
+                            StatusCode::OK,
+                            broker.update_topic(&name, properties).await?,
+                        )
+                    } else {
+                        (
+                            StatusCode::CREATED,
+                            broker.create_topic(&name, properties).await?,
+                        )
                     };
-                    let t = broker.create_topic(&name, properties).await?;
-                    xml(StatusCode::CREATED, topic_entry(&base, &t))
+                    xml(status, topic_entry(&base, &t))
                 }
                 other => Err(ApiError::bad_request(format!(
                     "PUT /{name} takes a QueueDescription or TopicDescription, not {other:?}"
@@ -333,20 +378,27 @@ pub(super) async fn route(sluice: &Sluice, request: ApiRequest) -> ApiResult {
         ),
         ([_, "subscriptions", _], &Method::PUT) => {
             let (topic, name) = (segments[0].clone(), segments[2].clone());
+            let update = request.headers.contains_key(header::IF_MATCH);
             let body = request.body(MAX_ENTRY_BYTES).await?;
             let parsed = atom::parse_subscription(&String::from_utf8_lossy(&body)).map_err(bad)?;
+            if update {
+                // UpdateSubscription: options only; rules have their own entries.
+                let current = broker.subscription_info(&topic, &name)?;
+                let properties =
+                    subscription_properties(parsed.resolve(), current.queue.properties);
+                broker
+                    .update_queue(
+                        &crate::broker::topic::subscription_queue(&topic, &name),
+                        properties,
+                    )
+                    .await?;
+                return xml(
+                    StatusCode::OK,
+                    subscription_entry(&base, &broker.subscription_info(&topic, &name)?),
+                );
+            }
             let default_rule = parsed.default_rule.clone();
-            let d = parsed.resolve();
-            let properties = QueueProperties {
-                max_delivery_count: d.max_delivery_count,
-                lock_duration_secs: d.lock_duration_secs,
-                default_message_time_to_live_secs: d.default_message_time_to_live_secs,
-                dead_lettering_on_message_expiration: d.dead_lettering_on_message_expiration,
-                requires_session: d.requires_session,
-                forward_to: entity_of(d.forward_to),
-                forward_dead_lettered_messages_to: entity_of(d.forward_dead_lettered_messages_to),
-                ..QueueProperties::default()
-            };
+            let properties = subscription_properties(parsed.resolve(), QueueProperties::default());
             if let Some(rule) = &default_rule {
                 rule_filter(rule)?; // refuse before creating anything
             }

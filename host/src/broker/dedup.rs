@@ -22,6 +22,11 @@ impl Dedup {
         }
     }
 
+    /// Changes the window; ids already remembered are judged by the new one.
+    pub(super) fn set_window(&mut self, window_ms: i64) {
+        self.window_ms = window_ms;
+    }
+
     /// Whether `id` was accepted within the window before `now_ms`.
     pub(super) fn is_duplicate(&self, id: &str, now_ms: i64) -> bool {
         self.seen

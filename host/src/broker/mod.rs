@@ -359,7 +359,8 @@ struct QueueRecord {
 
 struct Queue {
     name: String,
-    properties: QueueProperties,
+    /// Replaced whole by [`Broker::update_queue`]; readers take a snapshot.
+    properties: RwLock<Arc<QueueProperties>>,
     created_at_ms: i64,
     state: Mutex<QueueState>,
     /// Writers apply their sled changes after releasing `state` (a sled
@@ -385,6 +386,31 @@ struct QueueState {
 }
 
 impl Queue {
+    fn new(
+        name: String,
+        properties: QueueProperties,
+        created_at_ms: i64,
+        state: QueueState,
+    ) -> Queue {
+        Queue {
+            name,
+            properties: RwLock::new(Arc::new(properties)),
+            created_at_ms,
+            state: Mutex::new(state),
+            writes: tokio::sync::RwLock::new(()),
+            arrivals: Notify::new(),
+            listeners: [Listeners::new(), Listeners::new()],
+        }
+    }
+
+    /// The queue's options as they are now.
+    fn properties(&self) -> Arc<QueueProperties> {
+        self.properties
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn state(&self) -> MutexGuard<'_, QueueState> {
         // A panic while holding the lock leaves the index as consistent as
         // each single statement made it; keep serving rather than cascade.
@@ -526,15 +552,12 @@ impl Broker {
             let state = load_state(&store, &name, &record.properties, now)?;
             queues.insert(
                 name.clone(),
-                Arc::new(Queue {
+                Arc::new(Queue::new(
                     name,
-                    properties: record.properties,
-                    created_at_ms: record.created_at_ms,
-                    state: Mutex::new(state),
-                    writes: tokio::sync::RwLock::new(()),
-                    arrivals: Notify::new(),
-                    listeners: [Listeners::new(), Listeners::new()],
-                }),
+                    record.properties,
+                    record.created_at_ms,
+                    state,
+                )),
             );
         }
         let topics = topic::load_topics(&store, now)?;
@@ -581,32 +604,89 @@ impl Broker {
             if queues.contains_key(name) {
                 return Err(BrokerError::QueueExists(name.to_string()));
             }
-            let record = QueueRecord {
-                properties: properties.clone(),
-                created_at_ms: now_ms(),
-            };
-            let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
-                tree: "entities",
-                detail: e.to_string(),
-            })?;
-            self.store
-                .entities()
-                .insert(queue_record_key(name), json)
-                .map_err(StoreError::from)?;
-            let queue = Arc::new(Queue {
-                name: name.to_string(),
-                state: Mutex::new(QueueState::new(&properties)),
+            let created_at_ms = now_ms();
+            self.write_queue_record(name, &properties, created_at_ms)?;
+            let state = QueueState::new(&properties);
+            let queue = Arc::new(Queue::new(
+                name.to_string(),
                 properties,
-                created_at_ms: record.created_at_ms,
-                writes: tokio::sync::RwLock::new(()),
-                arrivals: Notify::new(),
-                listeners: [Listeners::new(), Listeners::new()],
-            });
+                created_at_ms,
+                state,
+            ));
             queues.insert(name.to_string(), queue.clone());
             queue
         };
         self.store.commit().await?;
         Ok(info(&queue))
+    }
+
+    /// Changes a queue's options in place, as Service Bus's
+    /// `UpdateQueue` does: new locks, deliveries, sends and expiries follow
+    /// the new values; messages already in the queue keep their expiry.
+    /// Sessions and duplicate detection cannot be switched on or off.
+    pub async fn update_queue(
+        &self,
+        name: &str,
+        properties: QueueProperties,
+    ) -> Result<QueueInfo, BrokerError> {
+        properties.validate()?;
+        let queue = {
+            // Held across the write so that two updates land in order.
+            let queues = self.queues.write().unwrap_or_else(|e| e.into_inner());
+            let queue = queues
+                .get(name)
+                .cloned()
+                .ok_or_else(|| BrokerError::QueueNotFound(name.to_string()))?;
+            let current = queue.properties();
+            for (field, was, is) in [
+                (
+                    "requiresSession",
+                    current.requires_session,
+                    properties.requires_session,
+                ),
+                (
+                    "requiresDuplicateDetection",
+                    current.requires_duplicate_detection,
+                    properties.requires_duplicate_detection,
+                ),
+            ] {
+                if was != is {
+                    return Err(BrokerError::InvalidProperty(format!(
+                        "{field} cannot be changed on an existing entity (it is {was}); delete and create it"
+                    )));
+                }
+            }
+            self.write_queue_record(name, &properties, queue.created_at_ms)?;
+            queue.state().dedup.set_window(properties.dedup_window_ms());
+            *queue.properties.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(properties);
+            queue
+        };
+        self.store.commit().await?;
+        // A lower max delivery count or a forward target may apply at once.
+        queue.arrivals.notify_waiters();
+        self.maintenance.notify_one();
+        Ok(info(&queue))
+    }
+
+    fn write_queue_record(
+        &self,
+        name: &str,
+        properties: &QueueProperties,
+        created_at_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let record = QueueRecord {
+            properties: properties.clone(),
+            created_at_ms,
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt {
+            tree: "entities",
+            detail: e.to_string(),
+        })?;
+        self.store
+            .entities()
+            .insert(queue_record_key(name), json)
+            .map_err(StoreError::from)?;
+        Ok(())
     }
 
     /// Deletes a queue and every message in it.
@@ -734,7 +814,7 @@ impl Broker {
     fn resolve_forwarding(&self, name: &str) -> Result<Arc<Queue>, BrokerError> {
         let mut queue = self.queue(name)?;
         for _ in 0..=MAX_FORWARD_HOPS {
-            match &queue.properties.forward_to {
+            match &queue.properties().forward_to {
                 None => return Ok(queue),
                 Some(next) => queue = self.queue(next)?,
             }
@@ -754,7 +834,7 @@ impl Broker {
         let mut batches = Vec::with_capacity(deliveries.len());
         for (name, messages) in deliveries {
             let queue = self.resolve_forwarding(&name)?;
-            let limit = self.queue(&name)?.properties.max_message_size_bytes;
+            let limit = self.queue(&name)?.properties().max_message_size_bytes;
             for message in &messages {
                 let size = message.size();
                 if size > limit {
@@ -764,7 +844,7 @@ impl Broker {
                         limit,
                     });
                 }
-                if queue.properties.requires_session && message.session_id.is_none() {
+                if queue.properties().requires_session && message.session_id.is_none() {
                     return Err(BrokerError::Session(format!(
                         "queue `{}` requires sessions: give every message a SessionId",
                         queue.name
@@ -807,7 +887,7 @@ impl Broker {
                     return Err(BrokerError::QueueNotFound(queue.name.clone()));
                 }
                 for message in batches[i].drain(..) {
-                    if queue.properties.requires_duplicate_detection
+                    if queue.properties().requires_duplicate_detection
                         && let Some(id) = &message.message_id
                     {
                         if state.dedup.is_duplicate(id, now) {
@@ -820,7 +900,7 @@ impl Broker {
                     }
                     let seq = state.next_sequence;
                     state.next_sequence += 1;
-                    let record = message.into_record(now, queue.properties.ttl_ms());
+                    let record = message.into_record(now, queue.properties().ttl_ms());
                     assigned[i].push((seq, new_slot(&record, false), record.body.len() as u64));
                     let (key, value) = (
                         message_key(&queue.name, false, seq),
@@ -899,7 +979,7 @@ impl Broker {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let queue = self.queue(&path.queue)?;
-        if queue.properties.requires_session && !path.dead_letter {
+        if queue.properties().requires_session && !path.dead_letter {
             return Err(BrokerError::Session(format!(
                 "queue `{}` requires sessions: accept a session, then receive from it",
                 queue.name
@@ -968,7 +1048,7 @@ impl Broker {
         max: usize,
         batch: &mut Writes,
     ) -> Result<(Vec<ReceivedMessage>, Option<i64>), BrokerError> {
-        let limit = (!path.dead_letter).then_some(queue.properties.max_delivery_count);
+        let limit = (!path.dead_letter).then_some(queue.properties().max_delivery_count);
         let mut state = queue.state();
         if state.deleted {
             return Err(BrokerError::QueueNotFound(queue.name.clone()));
@@ -1058,7 +1138,7 @@ impl Broker {
         now: i64,
         batch: &mut Writes,
     ) -> Result<Option<ReceivedMessage>, BrokerError> {
-        let lock_ms = queue.properties.lock_duration_ms();
+        let lock_ms = queue.properties().lock_duration_ms();
         let Some((lock, count)) = state.index(dead_letter).lock(seq, lock_ms, now) else {
             return Ok(None);
         };
@@ -1081,7 +1161,7 @@ impl Broker {
         state: &mut QueueState,
         seq: SequenceNumber,
     ) -> Result<(), BrokerError> {
-        if queue.properties.dead_lettering_on_message_expiration {
+        if queue.properties().dead_lettering_on_message_expiration {
             self.move_to_dead_letter(queue, state, seq, |_| DeadLetterInfo {
                 reason: TTL_EXPIRED.to_string(),
                 description: "The message expired and was dead lettered.".to_string(),
@@ -1145,7 +1225,11 @@ impl Broker {
             .dead_letters
             .insert(seq, new_slot(&record, true), now_ms());
         queue.arrivals.notify_waiters();
-        if queue.properties.forward_dead_lettered_messages_to.is_some() {
+        if queue
+            .properties()
+            .forward_dead_lettered_messages_to
+            .is_some()
+        {
             self.maintenance.notify_one();
         }
         Ok(())
@@ -1270,7 +1354,7 @@ impl Broker {
             let now = now_ms();
             let delay = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX);
             let visible_at = now.saturating_add(delay);
-            let exhausted = !path.dead_letter && count >= queue.properties.max_delivery_count;
+            let exhausted = !path.dead_letter && count >= queue.properties().max_delivery_count;
             if reason.is_some() || delay > 0 || !modify.is_empty() {
                 // Keep the reason, the new properties and the backoff across restarts.
                 self.update_record(&queue.name, path.dead_letter, seq, |record| {
@@ -1458,7 +1542,10 @@ impl Broker {
                 record.deferred = false;
                 record.enqueued_at_ms = now;
                 record.visible_at_ms = now;
-                record.expires_at_ms = queue.properties.ttl_ms().map(|ttl| now.saturating_add(ttl));
+                record.expires_at_ms = queue
+                    .properties()
+                    .ttl_ms()
+                    .map(|ttl| now.saturating_add(ttl));
                 let new_seq = state.next_sequence;
                 state.next_sequence += 1;
                 batch.remove(from);
@@ -1497,7 +1584,7 @@ impl Broker {
     ) -> Result<i64, BrokerError> {
         let queue = self.queue(&path.queue)?;
         let mut state = self.locked(&queue, path, seq, token)?;
-        let lock_ms = queue.properties.lock_duration_ms();
+        let lock_ms = queue.properties().lock_duration_ms();
         state
             .index(path.dead_letter)
             .renew(seq, lock_ms, now_ms())
@@ -1593,7 +1680,7 @@ impl Broker {
                         .map_err(StoreError::from)?;
                 }
             }
-            if let Some(target) = &queue.properties.forward_dead_lettered_messages_to {
+            if let Some(target) = &queue.properties().forward_dead_lettered_messages_to {
                 changed |= self.forward_dead_letters(queue, target).await?;
             }
         }
@@ -1679,7 +1766,7 @@ fn info(queue: &Queue) -> QueueInfo {
     let counts = state.active.counts(now_ms());
     QueueInfo {
         name: queue.name.clone(),
-        properties: queue.properties.clone(),
+        properties: (*queue.properties()).clone(),
         message_count: state.active.len() + state.dead_letters.len(),
         // Service Bus counts locked messages as active.
         active_message_count: counts.active + counts.locked,

@@ -60,7 +60,7 @@ fn state_key(queue: &str, session: &str) -> Vec<u8> {
 impl Broker {
     fn session_queue(&self, queue: &str) -> Result<std::sync::Arc<super::Queue>, BrokerError> {
         let queue = self.queue(queue)?;
-        if !queue.properties.requires_session {
+        if !queue.properties().requires_session {
             return Err(BrokerError::Session(format!(
                 "queue `{}` is not session-enabled (create it with requiresSession)",
                 queue.name
@@ -78,7 +78,7 @@ impl Broker {
         wait: Duration,
     ) -> Result<Option<SessionLockInfo>, BrokerError> {
         let queue = self.session_queue(queue)?;
-        let lock_ms = queue.properties.lock_duration_ms();
+        let lock_ms = queue.properties().lock_duration_ms();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let arrival = queue.arrivals.notified();
@@ -190,7 +190,7 @@ impl Broker {
         token: LockToken,
     ) -> Result<i64, BrokerError> {
         self.with_session(queue, session, token, |queue, state| {
-            let until = now_ms() + queue.properties.lock_duration_ms();
+            let until = now_ms() + queue.properties().lock_duration_ms();
             if let Some(lock) = state.sessions.get_mut(session) {
                 lock.locked_until_ms = until;
             }

@@ -171,11 +171,22 @@ pub struct SubscriptionInfo {
 
 pub(super) struct Topic {
     name: String,
-    properties: TopicProperties,
+    /// Replaced whole by [`Broker::update_topic`]; readers take a snapshot.
+    properties: RwLock<Arc<TopicProperties>>,
     created_at_ms: i64,
     /// subscription → rule name → filter.
     subscriptions: RwLock<BTreeMap<String, BTreeMap<String, RuleFilter>>>,
     dedup: Mutex<Dedup>,
+}
+
+impl Topic {
+    /// The topic's options as they are now.
+    fn properties(&self) -> Arc<TopicProperties> {
+        self.properties
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// The queue behind a subscription.
@@ -222,7 +233,7 @@ pub(super) fn load_topics(
             name.clone(),
             Topic {
                 name,
-                properties: record.properties,
+                properties: RwLock::new(Arc::new(record.properties)),
                 created_at_ms: record.created_at_ms,
                 subscriptions: RwLock::new(BTreeMap::new()),
                 dedup: Mutex::new(dedup),
@@ -310,7 +321,7 @@ impl Broker {
     fn topic_info(topic: &Topic) -> TopicInfo {
         TopicInfo {
             name: topic.name.clone(),
-            properties: topic.properties.clone(),
+            properties: (*topic.properties()).clone(),
             subscription_count: topic
                 .subscriptions
                 .read()
@@ -347,11 +358,54 @@ impl Broker {
             let topic = Arc::new(Topic {
                 name: name.to_string(),
                 dedup: Mutex::new(Dedup::new(properties.dedup_window_ms())),
-                properties,
+                properties: RwLock::new(Arc::new(properties)),
                 created_at_ms: record.created_at_ms,
                 subscriptions: RwLock::new(BTreeMap::new()),
             });
             topics.insert(name.to_string(), topic.clone());
+            topic
+        };
+        self.store.commit().await?;
+        Ok(Self::topic_info(&topic))
+    }
+
+    /// Changes a topic's options in place (Service Bus's `UpdateTopic`):
+    /// later sends follow them. Duplicate detection cannot be switched on
+    /// or off.
+    pub async fn update_topic(
+        &self,
+        name: &str,
+        properties: TopicProperties,
+    ) -> Result<TopicInfo, BrokerError> {
+        properties.validate()?;
+        let topic = {
+            // Held across the write so that two updates land in order.
+            let topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+            let topic = topics
+                .get(name)
+                .cloned()
+                .ok_or_else(|| TopicError::TopicNotFound(name.to_string()))?;
+            let was = topic.properties().requires_duplicate_detection;
+            if was != properties.requires_duplicate_detection {
+                return Err(TopicError::InvalidProperty(format!(
+                    "requiresDuplicateDetection cannot be changed on an existing entity (it is {was}); delete and create it"
+                ))
+                .into());
+            }
+            let record = TopicRecord {
+                properties: properties.clone(),
+                created_at_ms: topic.created_at_ms,
+            };
+            self.store
+                .entities()
+                .insert(format!("sbtopic/{name}"), json(&record)?)
+                .map_err(StoreError::from)?;
+            topic
+                .dedup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_window(properties.dedup_window_ms());
+            *topic.properties.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(properties);
             topic
         };
         self.store.commit().await?;
@@ -634,8 +688,8 @@ impl Broker {
         messages: Vec<NewMessage>,
     ) -> Result<(), BrokerError> {
         let now = now_ms();
-        let ttl_ms = topic
-            .properties
+        let properties = topic.properties();
+        let ttl_ms = properties
             .default_message_time_to_live_secs
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
         let mut accepted = Vec::with_capacity(messages.len());
@@ -644,14 +698,14 @@ impl Broker {
             let mut dedup = topic.dedup.lock().unwrap_or_else(|e| e.into_inner());
             for mut message in messages {
                 let size = message.size();
-                if size > topic.properties.max_message_size_bytes {
+                if size > properties.max_message_size_bytes {
                     return Err(BrokerError::MessageTooLarge {
                         queue: topic.name.clone(),
                         size,
-                        limit: topic.properties.max_message_size_bytes,
+                        limit: properties.max_message_size_bytes,
                     });
                 }
-                if topic.properties.requires_duplicate_detection
+                if properties.requires_duplicate_detection
                     && let Some(id) = &message.message_id
                 {
                     if dedup.is_duplicate(id, now) {
