@@ -27,14 +27,8 @@ const SUBSCRIPTION_ENTRY: &str = "<entry xmlns=\"http://www.w3.org/2005/Atom\"><
 async fn queues_and_topics_are_managed_with_atom_entries_and_show_runtime_counts() {
     let host = Host::start().await;
     let put = |path: &'static str, body: &'static str| {
-        host.http
-            .put(host.at(path))
-            .header(
-                "content-type",
-                "application/atom+xml;type=entry;charset=utf-8",
-            )
-            .body(body)
-            .send()
+        let host = &host;
+        async move { Ok::<_, reqwest::Error>(put_entry(host, path, body, false).await) }
     };
     let r = put("/billing", QUEUE_ENTRY).await.expect("create");
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -176,6 +170,22 @@ async fn queues_and_topics_are_managed_with_atom_entries_and_show_runtime_counts
     assert_eq!(r.status(), StatusCode::CREATED, "the name is free again");
 }
 
+/// `PUT`s an Atom entry; with `if_match`, as the SDKs' Update* calls do.
+async fn put_entry(host: &Host, path: &str, body: &str, if_match: bool) -> reqwest::Response {
+    let mut request = host
+        .http
+        .put(host.at(path))
+        .header(
+            "content-type",
+            "application/atom+xml;type=entry;charset=utf-8",
+        )
+        .body(body.to_string());
+    if if_match {
+        request = request.header("If-Match", "*");
+    }
+    request.send().await.expect("PUT an entry")
+}
+
 /// An Atom entry with `description` inside, as the SDKs send it.
 fn entry(description: &str) -> String {
     format!(
@@ -186,24 +196,8 @@ fn entry(description: &str) -> String {
 #[tokio::test]
 async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_restart() {
     let mut host = Host::start().await;
-    let put = |path: String, body: String, if_match: bool| {
-        let mut request = host
-            .http
-            .put(host.at(&path))
-            .header(
-                "content-type",
-                "application/atom+xml;type=entry;charset=utf-8",
-            )
-            .body(body);
-        if if_match {
-            request = request.header("If-Match", "*");
-        }
-        request.send()
-    };
     let ns = "xmlns=\"http://schemas.microsoft.com/netservices/2010/10/servicebus/connect\"";
-    let r = put("/billing".into(), QUEUE_ENTRY.into(), false)
-        .await
-        .expect("create");
+    let r = put_entry(&host, "/billing", QUEUE_ENTRY, false).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     host.send("billing", "kept").await;
 
@@ -212,9 +206,7 @@ async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_
         "<QueueDescription {ns}><LockDuration>PT5S</LockDuration><MaxDeliveryCount>2</MaxDeliveryCount>\
          <DeadLetteringOnMessageExpiration>true</DeadLetteringOnMessageExpiration></QueueDescription>"
     ));
-    let r = put("/billing".into(), update.clone(), true)
-        .await
-        .expect("update");
+    let r = put_entry(&host, "/billing", &update, true).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body = r.text().await.expect("entry");
     assert!(body.contains("<LockDuration>PT5S</LockDuration>"), "{body}");
@@ -242,9 +234,7 @@ async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_
     let sessions = entry(&format!(
         "<QueueDescription {ns}><RequiresSession>true</RequiresSession></QueueDescription>"
     ));
-    let r = put("/billing".into(), sessions, true)
-        .await
-        .expect("update");
+    let r = put_entry(&host, "/billing", &sessions, true).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(
         r.text()
@@ -252,20 +242,16 @@ async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_
             .expect("body")
             .contains("requiresSession cannot be changed"),
     );
-    let r = put("/nowhere".into(), update.clone(), true)
-        .await
-        .expect("update");
+    let r = put_entry(&host, "/nowhere", &update, true).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // UpdateTopic and UpdateSubscription.
-    let r = put("/alerts".into(), TOPIC_ENTRY.into(), false)
-        .await
-        .expect("topic");
+    let r = put_entry(&host, "/alerts", TOPIC_ENTRY, false).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let topic = entry(&format!(
         "<TopicDescription {ns}><DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive></TopicDescription>"
     ));
-    let r = put("/alerts".into(), topic, true).await.expect("update");
+    let r = put_entry(&host, "/alerts", &topic, true).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
         r.text()
@@ -273,20 +259,18 @@ async fn put_with_if_match_updates_an_entity_in_place_and_the_change_survives_a_
             .expect("entry")
             .contains("<DefaultMessageTimeToLive>PT1H</DefaultMessageTimeToLive>")
     );
-    let r = put(
-        "/alerts/Subscriptions/urgent".into(),
-        SUBSCRIPTION_ENTRY.into(),
+    let r = put_entry(
+        &host,
+        "/alerts/Subscriptions/urgent",
+        SUBSCRIPTION_ENTRY,
         false,
     )
-    .await
-    .expect("subscription");
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let subscription = entry(&format!(
         "<SubscriptionDescription {ns}><LockDuration>PT45S</LockDuration><MaxDeliveryCount>9</MaxDeliveryCount></SubscriptionDescription>"
     ));
-    let r = put("/alerts/Subscriptions/urgent".into(), subscription, true)
-        .await
-        .expect("update");
+    let r = put_entry(&host, "/alerts/Subscriptions/urgent", &subscription, true).await;
     assert_eq!(r.status(), StatusCode::OK);
     let rules = host
         .http
