@@ -3,7 +3,8 @@
 //!
 //! A handler is a plain function marked with [`event_handler`] (for events
 //! delivered by a topic subscription), [`message_handler`] (for messages
-//! received from a queue) or [`http_handler`] (for requests to the
+//! received from a queue), [`message_batch_handler`] (for many queue
+//! messages per invocation) or [`http_handler`] (for requests to the
 //! function's route on the host's front door; see [`http`]). The crate is built as a `cdylib` for
 //! `wasm32-unknown-unknown` (or `wasm32-wasip2`) and turned into a WebAssembly
 //! component by `sluice build`.
@@ -73,8 +74,8 @@ extern crate self as sluice_sdk;
 pub use error::{Error, Result};
 pub use event::Event;
 pub use message::Message;
-pub use outcome::{IntoOutcome, Outcome};
-pub use sluice_sdk_macro::{event_handler, http_handler, message_handler};
+pub use outcome::{IntoBatchOutcome, IntoOutcome, Outcome};
+pub use sluice_sdk_macro::{event_handler, http_handler, message_batch_handler, message_handler};
 
 /// The version of this SDK, as released.
 ///

@@ -93,9 +93,91 @@ impl<T: IntoOutcome> IntoOutcome for Result<T, Error> {
     }
 }
 
+/// Turns a batch handler's return value into one [`Outcome`] per message.
+///
+/// Implemented for any [`IntoOutcome`] (`()`, [`Outcome`], `Result<(),
+/// Error>`, ...: the same outcome for every message of the batch), for
+/// `Vec<T>` where `T: IntoOutcome` (one per message, in the order they came
+/// in), and for `Result<Vec<T>, Error>` (an `Err` settles them all alike).
+/// A `Vec` of another length than the batch abandons the whole batch.
+///
+/// ```no_run
+/// use sluice_sdk::{Message, Outcome};
+///
+/// #[sluice_sdk::message_batch_handler]
+/// fn import(messages: Vec<Message>) -> Vec<Outcome> {
+///     messages
+///         .iter()
+///         .map(|m| match m.text() {
+///             Ok(_) => Outcome::Complete,
+///             Err(e) => Outcome::DeadLetter {
+///                 reason: "NotText".to_string(),
+///                 description: e.to_string(),
+///             },
+///         })
+///         .collect()
+/// }
+/// # fn main() {}
+/// ```
+pub trait IntoBatchOutcome {
+    /// Converts `self` into the outcomes of a batch of `count` messages.
+    fn into_outcomes(self, count: usize) -> Vec<Outcome>;
+}
+
+impl<T: IntoOutcome> IntoBatchOutcome for T {
+    fn into_outcomes(self, count: usize) -> Vec<Outcome> {
+        vec![self.into_outcome(); count]
+    }
+}
+
+impl<T: IntoOutcome> IntoBatchOutcome for Vec<T> {
+    fn into_outcomes(self, _count: usize) -> Vec<Outcome> {
+        self.into_iter().map(IntoOutcome::into_outcome).collect()
+    }
+}
+
+impl<T: IntoOutcome> IntoBatchOutcome for Result<Vec<T>, Error> {
+    fn into_outcomes(self, count: usize) -> Vec<Outcome> {
+        match self {
+            Ok(outcomes) => outcomes.into_outcomes(count),
+            Err(error) => error.into_outcomes(count),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_outcome_settles_the_whole_batch_alike() {
+        let result: Result<(), Error> = Err(Error::msg("database down"));
+        assert_eq!(
+            result.into_outcomes(3),
+            vec![Outcome::Abandon("database down".to_string()); 3]
+        );
+        assert_eq!(().into_outcomes(2), vec![Outcome::Complete; 2]);
+    }
+
+    #[test]
+    fn a_vec_gives_one_outcome_per_message_in_order() {
+        let outcomes = vec![Ok(()), Err(Error::dead_letter("Bad", "no id"))];
+        assert_eq!(
+            outcomes.into_outcomes(2),
+            vec![
+                Outcome::Complete,
+                Outcome::DeadLetter {
+                    reason: "Bad".to_string(),
+                    description: "no id".to_string()
+                }
+            ]
+        );
+        let failed: Result<Vec<Outcome>, Error> = Err(Error::msg("later"));
+        assert_eq!(
+            failed.into_outcomes(2),
+            vec![Outcome::Abandon("later".to_string()); 2]
+        );
+    }
 
     #[test]
     fn ok_unit_completes() {

@@ -168,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
         for n in 0..iterations {
             let host = HostContext::new(invocation(n), services.clone());
             runtime
-                .invoke(&pre, limits.invocation(), host, Input::Message(&message))
+                .invoke(
+                    &pre,
+                    limits.invocation(),
+                    host,
+                    Input::Messages(std::slice::from_ref(&message)),
+                )
                 .await?;
         }
         host_call.push(micros_per(started.elapsed(), iterations));
@@ -195,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
                 &deployed.handler,
                 limits.invocation(),
                 host,
-                Input::Message(&message),
+                Input::Messages(std::slice::from_ref(&message)),
             )
             .await?;
         deploy_ms.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -228,7 +233,12 @@ async fn main() -> anyhow::Result<()> {
                         services.clone(),
                     );
                     if runtime
-                        .invoke(&pre, limits.invocation(), host, Input::Message(&message))
+                        .invoke(
+                            &pre,
+                            limits.invocation(),
+                            host,
+                            Input::Messages(std::slice::from_ref(&message)),
+                        )
                         .await
                         .is_ok()
                     {

@@ -28,6 +28,8 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MEMORY_MIB: u32 = 64;
 /// Log volume one invocation may write (records, fields), by default.
 pub const DEFAULT_MAX_LOG_KIB: u32 = 64;
+/// Most messages one invocation of a batch handler gets, by default.
+pub const DEFAULT_MAX_MESSAGE_BATCH_SIZE: u32 = 100;
 
 /// Why a function operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -200,12 +202,22 @@ impl Trigger {
         }
     }
 
-    /// The kind of component that serves this trigger.
+    /// The kind of component that usually serves this trigger.
     pub fn component_kind(&self) -> ComponentKind {
         match self {
             Trigger::Queue(_) | Trigger::Topic { .. } => ComponentKind::Handler,
             Trigger::Http(_) => ComponentKind::Http,
         }
+    }
+
+    /// Whether a component of `kind` can serve this trigger: a queue takes
+    /// a batch handler too.
+    pub fn accepts(&self, kind: ComponentKind) -> bool {
+        kind == self.component_kind()
+            || matches!(
+                (self, kind),
+                (Trigger::Queue(_), ComponentKind::BatchHandler)
+            )
     }
 }
 
@@ -317,6 +329,9 @@ pub struct FunctionLimits {
     pub memory_mib: u32,
     /// Log volume of one invocation in KiB (1 ..= 10240); past it, records are dropped.
     pub max_log_kib: u32,
+    /// Most messages one invocation of a batch handler gets (1 ..= 256);
+    /// a `handler` component always gets one.
+    pub max_message_batch_size: u32,
 }
 
 impl Default for FunctionLimits {
@@ -326,6 +341,7 @@ impl Default for FunctionLimits {
             timeout_secs: DEFAULT_TIMEOUT_SECS,
             memory_mib: DEFAULT_MEMORY_MIB,
             max_log_kib: DEFAULT_MAX_LOG_KIB,
+            max_message_batch_size: DEFAULT_MAX_MESSAGE_BATCH_SIZE,
         }
     }
 }
@@ -365,6 +381,13 @@ impl FunctionLimits {
             format!(
                 "maxLogKib must be between 1 and 10240, got {}",
                 self.max_log_kib
+            ),
+        )?;
+        check(
+            (1..=256).contains(&self.max_message_batch_size),
+            format!(
+                "maxMessageBatchSize must be between 1 and 256, got {}",
+                self.max_message_batch_size
             ),
         )
     }
@@ -642,7 +665,7 @@ impl Functions {
             None => self.compile(component.clone()).await?,
         };
         let needs = trigger.component_kind();
-        if handler.kind() != needs {
+        if !trigger.accepts(handler.kind()) {
             return Err(FunctionError::TriggerMismatch {
                 trigger: match trigger {
                     Trigger::Http(_) => "an HTTP trigger",
@@ -657,6 +680,9 @@ impl Functions {
                     }
                     ComponentKind::Handler => {
                         " (mark the Rust handler with #[sluice_sdk::message_handler] or #[sluice_sdk::event_handler])"
+                    }
+                    ComponentKind::BatchHandler => {
+                        " (mark the Rust handler with #[sluice_sdk::message_batch_handler])"
                     }
                 },
             });

@@ -659,6 +659,7 @@ struct RawFunction {
     timeout_secs: Option<u64>,
     memory_mib: Option<u32>,
     max_log_kib: Option<u32>,
+    max_message_batch_size: Option<u32>,
     #[serde(default)]
     config: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
@@ -1174,12 +1175,21 @@ impl Checker<'_> {
             timeout_secs: raw.timeout_secs.unwrap_or(d.timeout_secs),
             memory_mib: raw.memory_mib.unwrap_or(d.memory_mib),
             max_log_kib: raw.max_log_kib.unwrap_or(d.max_log_kib),
+            max_message_batch_size: raw
+                .max_message_batch_size
+                .unwrap_or(d.max_message_batch_size),
         };
-        let ranges: [(&str, u64, u64, u64); 4] = [
+        let ranges: [(&str, u64, u64, u64); 5] = [
             ("max_concurrency", limits.max_concurrency.into(), 1, 1000),
             ("timeout_secs", limits.timeout_secs, 1, 600),
             ("memory_mib", limits.memory_mib.into(), 1, 1024),
             ("max_log_kib", limits.max_log_kib.into(), 1, 10240),
+            (
+                "max_message_batch_size",
+                limits.max_message_batch_size.into(),
+                1,
+                256,
+            ),
         ];
         for (key, value, low, high) in ranges {
             if !(low..=high).contains(&value) {

@@ -12,7 +12,8 @@
 #   1. installs the Debian packages rabbitmq-server and nats-server if they
 #      are missing (apt-get; needs root or sudo);
 #   2. builds the host (`cargo build --release -p sluice-host --bin sluice`);
-#   3. builds the handler component tests/guests/panics with that `sluice build`;
+#   3. builds the handler components tests/guests/panics and tests/guests/batch
+#      with that `sluice build`;
 #   4. builds tests/bench (its own workspace, sharing target/ with the host);
 #   5. runs it. Every server listens on 127.0.0.1 only, keeps its data under
 #      target/bench/run, and is stopped when the run ends, fails or is
@@ -77,6 +78,8 @@ echo "building sluice (release)" >&2
 cargo build --release -p sluice-host --bin sluice
 echo "building the handler component (tests/guests/panics)" >&2
 CARGO_TARGET_DIR="$root/target/guests" "$root/target/release/sluice" build tests/guests/panics --out "$out/handler.wasm" >/dev/null
+echo "building the batch handler component (tests/guests/batch)" >&2
+CARGO_TARGET_DIR="$root/target/guests" "$root/target/release/sluice" build tests/guests/batch --out "$out/batch-handler.wasm" >/dev/null
 echo "building sluice-bench (release)" >&2
 (cd tests/bench && CARGO_TARGET_DIR="$root/target" cargo build --release)
 
@@ -85,6 +88,7 @@ started=$(date +%s)
 "$root/target/release/sluice-bench" \
     --sluice "$root/target/release/sluice" \
     --component "$out/handler.wasm" \
+    --batch-component "$out/batch-handler.wasm" \
     --work-dir "$work" \
     --nats-server "$nats_server" \
     --epmd "$epmd" \

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{ALWAYS_FAILS, BUSY, FULFIL_ORDER, Host, PANICS, component};
+use crate::support::{ALWAYS_FAILS, BATCH, BUSY, FULFIL_ORDER, Host, PANICS, component};
 
 #[tokio::test]
 async fn always_fails() {
@@ -110,4 +110,101 @@ async fn busy() {
     );
     assert!(!log.contains("lock renewal failed"), "{log}");
     assert!(host.peek("slow/$DeadLetterQueue").await.is_empty());
+}
+
+#[tokio::test]
+async fn batch() {
+    let host = Host::start().await;
+    host.create_queue("lines", json!({ "maxDeliveryCount": 2 }))
+        .await;
+    host.create_queue("batch-sizes", json!({})).await;
+    // Waiting before the deploy, so the first invocations get full batches.
+    for i in 0..50 {
+        assert_eq!(host.send("lines", &format!("line-{i}")).await.status(), 201);
+    }
+    assert_eq!(host.send("lines", "dead").await.status(), 201);
+    assert_eq!(host.send("lines", "retry").await.status(), 201);
+
+    // A batch handler serves queues only.
+    host.create_topic("orders").await;
+    let r = host
+        .deploy("batch-on-topic", &component(BATCH), "topic=orders")
+        .await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap_or_default();
+    assert!(text.contains("batch component"), "{text}");
+    let r = host
+        .deploy(
+            "batch",
+            &component(BATCH),
+            "queue=lines&maxMessageBatchSize=257",
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap_or_default();
+    assert!(
+        text.contains("maxMessageBatchSize must be between 1 and 256"),
+        "{text}"
+    );
+
+    let r = host
+        .deploy(
+            "batch",
+            &component(BATCH),
+            "queue=lines&maxMessageBatchSize=20",
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+
+    // Each message is settled by its own outcome.
+    let dead = host.wait_for_messages("lines/$DeadLetterQueue", 2).await;
+    let reason_of = |body: &str| {
+        dead.iter()
+            .find(|m| m["body"] == body)
+            .map(|m| m["deadLetterReason"].clone())
+    };
+    assert_eq!(reason_of("dead"), Some(json!("Rejected")));
+    assert_eq!(reason_of("retry"), Some(json!("MaxDeliveryCountExceeded")));
+    host.wait_for_messages("lines", 0).await;
+
+    // Many messages per invocation, never more than the batch size; every
+    // delivery was handed over once (52 messages, `retry` twice).
+    let sizes: Vec<u64> = host
+        .peek("batch-sizes")
+        .await
+        .iter()
+        .map(|m| {
+            m["body"]
+                .as_str()
+                .and_then(|b| b.parse().ok())
+                .expect("a size")
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 53, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| (1..=20).contains(&n)), "{sizes:?}");
+    assert_eq!(sizes.iter().max(), Some(&20), "{sizes:?}");
+}
+
+#[tokio::test]
+async fn batch_trap_abandons_every_message_of_the_batch() {
+    let host = Host::start().await;
+    host.create_queue("lines", json!({ "maxDeliveryCount": 1 }))
+        .await;
+    host.create_queue("batch-sizes", json!({})).await;
+    for body in ["line-1", "trap", "line-2"] {
+        assert_eq!(host.send("lines", body).await.status(), 201);
+    }
+    let r = host.deploy("batch", &component(BATCH), "queue=lines").await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+
+    // One invocation got all three and trapped: none of them completed.
+    let dead = host.wait_for_messages("lines/$DeadLetterQueue", 3).await;
+    for message in &dead {
+        assert_eq!(message["deadLetterReason"], "MaxDeliveryCountExceeded");
+        let description = message["deadLetterDescription"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(description.contains("trapped"), "{description}");
+    }
+    assert_eq!(host.peek("batch-sizes").await[0]["body"], "3");
 }

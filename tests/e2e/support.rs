@@ -404,6 +404,7 @@ pub(crate) const FULFIL_ORDER: &str = "examples/order-flow/fulfil-order";
 pub(crate) const ACCEPT_ORDER: &str = "examples/order-flow/accept-order";
 pub(crate) const HTTP_PROBE: &str = "tests/guests/http-probe";
 pub(crate) const ALWAYS_FAILS: &str = "tests/guests/always-fails";
+pub(crate) const BATCH: &str = "tests/guests/batch";
 pub(crate) const PANICS: &str = "tests/guests/panics";
 pub(crate) const BUSY: &str = "tests/guests/busy";
 pub(crate) const HOSTILE: &str = "tests/guests/hostile";

@@ -90,6 +90,54 @@ pub fn message_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
+/// Exports a function as the handler of queue messages, many per
+/// invocation (Azure Functions' `cardinality: many`): one instance serves a
+/// whole batch, which is what makes high message rates cheap.
+///
+/// # Requirements
+///
+/// The function takes exactly one argument, a `Vec<sluice_sdk::Message>`
+/// (1 to the function's `maxMessageBatchSize` messages, default 100, in
+/// sequence order), and returns anything that implements
+/// `sluice_sdk::IntoBatchOutcome`: one outcome for all (`()`, an `Outcome`,
+/// `Result<(), sluice_sdk::Error>`) or one per message (`Vec<Outcome>`,
+/// `Vec<Result<()>>`, `Result<Vec<_>>`). It is a plain `fn`: not `async`,
+/// not `unsafe`, no generics, no `self`. One handler per crate.
+///
+/// # Example
+///
+/// ```no_run
+/// use sluice_sdk::{Error, Message, Result};
+///
+/// #[sluice_sdk::message_batch_handler]
+/// fn import(messages: Vec<Message>) -> Vec<Result<()>> {
+///     messages
+///         .iter()
+///         .map(|message| match message.text()? {
+///             "" => Err(Error::dead_letter("EmptyLine", "the body is empty")),
+///             _ => Ok(()),
+///         })
+///         .collect()
+/// }
+/// # fn main() {}
+/// ```
+///
+/// # Generated code
+///
+/// The function is kept as written. Next to it the macro adds a hidden type
+/// implementing the `batch-handler` world's `Guest` trait: `handle-messages`
+/// converts the WIT messages, calls the function and converts its outcomes.
+/// The component exports neither `handle-event` nor `handle-message`, so the
+/// host accepts it only with a queue trigger. A panic in the function is a
+/// trap, which abandons the whole batch.
+#[proc_macro_attribute]
+pub fn message_batch_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(item as ItemFn);
+    expand(Trigger::MessageBatch, attr.into(), item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
 /// Exports a function as the handler of HTTP requests to the function's
 /// route on the host's front door.
 ///
@@ -186,6 +234,18 @@ pub fn http_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 /// # fn main() {}
 /// ```
+///
+/// ```compile_fail
+/// #[sluice_sdk::message_batch_handler]
+/// fn one_message(message: sluice_sdk::Message) {}
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// #[sluice_sdk::message_batch_handler]
+/// fn not_outcomes(messages: Vec<sluice_sdk::Message>) -> Vec<u32> { Vec::new() }
+/// # fn main() {}
+/// ```
 #[cfg(doctest)]
 struct RefusedShapes;
 
@@ -193,6 +253,7 @@ struct RefusedShapes;
 enum Trigger {
     Event,
     Message,
+    MessageBatch,
     Http,
 }
 
@@ -201,6 +262,7 @@ impl Trigger {
         match self {
             Trigger::Event => "#[event_handler]",
             Trigger::Message => "#[message_handler]",
+            Trigger::MessageBatch => "#[message_batch_handler]",
             Trigger::Http => "#[http_handler]",
         }
     }
@@ -209,6 +271,7 @@ impl Trigger {
         match self {
             Trigger::Event => "`event: sluice_sdk::Event`",
             Trigger::Message => "`message: sluice_sdk::Message`",
+            Trigger::MessageBatch => "`messages: Vec<sluice_sdk::Message>`",
             Trigger::Http => "`request: sluice_sdk::http::Request`",
         }
     }
@@ -304,6 +367,9 @@ fn expand(trigger: Trigger, attr: TokenStream2, function: ItemFn) -> syn::Result
                 quote_spanned!(output_span=> #run(#name, message)),
             )
         }
+        Trigger::MessageBatch => {
+            return Ok(batch_export(&function, &guest, argument_span, output_span));
+        }
         Trigger::Http => {
             return Ok(http_export(&function, &guest, argument_span, output_span));
         }
@@ -329,6 +395,37 @@ fn expand(trigger: Trigger, attr: TokenStream2, function: ItemFn) -> syn::Result
             ::sluice_sdk::__private::export!(#guest with_types_in ::sluice_sdk::__private::bindings);
         };
     })
+}
+
+/// The `handle-messages` export of a `#[message_batch_handler]` function.
+fn batch_export(
+    function: &ItemFn,
+    guest: &syn::Ident,
+    argument_span: Span,
+    output_span: Span,
+) -> TokenStream2 {
+    let name = &function.sig.ident;
+    let run = quote_spanned!(argument_span=> ::sluice_sdk::__private::run_message_batch);
+    let call = quote_spanned!(output_span=> #run(#name, messages));
+    let bindings = quote!(::sluice_sdk::__private::batch_bindings);
+    quote! {
+        #function
+
+        // Hidden from the user's namespace: the component's export.
+        const _: () = {
+            struct #guest;
+
+            impl #bindings::Guest for #guest {
+                fn handle_messages(
+                    messages: ::std::vec::Vec<#bindings::Message>,
+                ) -> ::std::vec::Vec<#bindings::Outcome> {
+                    #call
+                }
+            }
+
+            ::sluice_sdk::__private::export_batch!(#guest with_types_in ::sluice_sdk::__private::batch_bindings);
+        };
+    }
 }
 
 /// The `wasi:http/incoming-handler` export of an `#[http_handler]` function.

@@ -17,7 +17,8 @@
 //! | `/api/receive`, `/api/resubmit`, `/api/sessions/...` | data-plane extras ([`data`])   |
 //! | `GET /api/traces/{id}`                          | the recorded steps of one transaction, by correlation or trace id ([`crate::trace`]) |
 //!
-//! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`, `maxLogKib`.
+//! Deploy options (query): `maxConcurrency`, `timeoutSecs`, `memoryMib`, `maxLogKib`,
+//! `maxMessageBatchSize`.
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
@@ -165,6 +166,9 @@ async fn function(sluice: &Sluice, name: &str, request: ApiRequest) -> ApiResult
                 max_log_kib: request
                     .query_number("maxLogKib")?
                     .unwrap_or(defaults.max_log_kib),
+                max_message_batch_size: request
+                    .query_number("maxMessageBatchSize")?
+                    .unwrap_or(defaults.max_message_batch_size),
             };
             let existed = sluice.functions.get(name).is_some();
             let body = request.body(MAX_COMPONENT_BYTES).await?;

@@ -61,6 +61,9 @@ pub(crate) struct DeployCommand {
     /// Log volume one invocation may write, in KiB (more is dropped).
     #[arg(long)]
     max_log_kib: Option<u32>,
+    /// Most messages one invocation of a batch handler gets (1-256).
+    #[arg(long)]
+    max_message_batch_size: Option<u32>,
     /// Settings; when any is given, they replace the function's settings
     /// before the deploy.
     #[command(flatten)]
@@ -87,6 +90,9 @@ impl DeployCommand {
         }
         if let Some(n) = self.max_log_kib {
             query.push(("maxLogKib", n.to_string()));
+        }
+        if let Some(n) = self.max_message_batch_size {
+            query.push(("maxMessageBatchSize", n.to_string()));
         }
         let request = client
             .request(

@@ -678,6 +678,10 @@ impl Applier<'_> {
             ("timeoutSecs", limits.timeout_secs.to_string()),
             ("memoryMib", limits.memory_mib.to_string()),
             ("maxLogKib", limits.max_log_kib.to_string()),
+            (
+                "maxMessageBatchSize",
+                limits.max_message_batch_size.to_string(),
+            ),
         ]);
         let request = self
             .client

@@ -195,8 +195,15 @@ impl Dispatcher {
             );
         }
         let attempt = self
-            .invoke_with_renewal(path, message, function, Input::Event(&event))
-            .await;
+            .invoke_with_renewal(
+                path,
+                std::slice::from_ref(message),
+                function,
+                Input::Event(&event),
+            )
+            .await
+            .pop()
+            .unwrap_or_else(|| Err("the handler gave no outcome".into()));
         match attempt {
             Ok(Outcome::Complete) => Verdict::Delivered,
             Ok(Outcome::DeadLetter(info)) => Verdict::DeadLetter {

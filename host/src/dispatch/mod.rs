@@ -7,11 +7,15 @@
 //! stops workers to match; it runs after every change.
 //!
 //! A queue trigger's worker takes as many concurrency permits of its
-//! function as are free (up to [`PREFETCH`]), receives that many messages
-//! under peek-lock in one call (one commit: Service Bus's prefetch), and
-//! invokes the handler for each in a task of its own while renewing its
-//! lock. The outcome settles the message: complete → complete; abandon,
-//! error, trap or timeout → abandon; dead-letter → dead-letter. Completions
+//! function as are free (up to [`PREFETCH`] messages' worth), receives
+//! that many messages under peek-lock in one call (one commit: Service
+//! Bus's prefetch), and invokes the handler in a task per permit while
+//! renewing the locks: one message per invocation, or up to the function's
+//! `maxMessageBatchSize` for a batch handler (Azure Functions' `cardinality:
+//! many`), which returns one outcome per message. The outcome settles the
+//! message: complete → complete; abandon, error, trap or timeout → abandon
+//! (a failed batch invocation abandons all of its messages); dead-letter →
+//! dead-letter. Completions
 //! go to the worker's settler, which completes every one waiting in one
 //! batch (one commit for many settles). Event subscriptions follow Event
 //! Grid's delivery rules instead ([`events`]).
@@ -33,7 +37,7 @@ use crate::capability::{HostContext, HostServices, Invocation};
 use crate::clock;
 use crate::events::{Destination, EventSchema, Events, ProvisioningState, Subscription};
 use crate::functions::{Functions, Trigger};
-use crate::runtime::{Input, Outcome};
+use crate::runtime::{ComponentKind, Input, Outcome};
 use crate::trace::{Step, StepKind, TraceParent};
 
 /// How long one receive call waits before a worker looks around again.
@@ -210,30 +214,42 @@ impl Dispatcher {
         // their senders, so completions of running handlers still land.
         tokio::spawn(self.clone().run_settler(path.clone(), settles));
         loop {
-            let mut permits = self.permits(&key).await;
+            let per_invocation = self.messages_per_invocation(&key);
+            let mut permits = self.permits(&key, (PREFETCH / per_invocation).max(1)).await;
             // First take what is ready without waiting, with every free
             // permit; only an empty queue is waited on, with one permit, so
             // an idle trigger does not sit on its function's whole capacity.
             let mut received = self
                 .broker
-                .receive_batch(&path, ReceiveMode::PeekLock, permits.len(), Duration::ZERO)
+                .receive_batch(
+                    &path,
+                    ReceiveMode::PeekLock,
+                    permits.len() * per_invocation,
+                    Duration::ZERO,
+                )
                 .await;
             if matches!(&received, Ok(m) if m.is_empty()) {
                 permits.truncate(1);
                 received = self
                     .broker
-                    .receive_batch(&path, ReceiveMode::PeekLock, 1, RECEIVE_WAIT)
+                    .receive_batch(&path, ReceiveMode::PeekLock, per_invocation, RECEIVE_WAIT)
                     .await;
             }
             match received {
                 Ok(messages) => {
                     // Permits beyond the messages received are dropped (returned).
-                    for (message, permit) in messages.into_iter().zip(permits) {
+                    let mut messages = messages.into_iter().peekable();
+                    for permit in permits {
+                        if messages.peek().is_none() {
+                            break;
+                        }
+                        let batch: Vec<ReceivedMessage> =
+                            messages.by_ref().take(per_invocation).collect();
                         let this = self.clone();
                         let key = key.clone();
                         let settle = settle.clone();
                         tokio::spawn(async move {
-                            this.deliver(&key, message, Some(&settle)).await;
+                            this.deliver(&key, batch, Some(&settle)).await;
                             drop(permit);
                         });
                     }
@@ -270,16 +286,32 @@ impl Dispatcher {
         }
     }
 
-    /// Up to [`PREFETCH`] concurrency permits of the key's function, one
-    /// per message: waits for the first, takes the others that are free.
+    /// How many messages one invocation of the key's function takes: its
+    /// `maxMessageBatchSize` for a batch handler, else one.
+    fn messages_per_invocation(&self, key: &WorkerKey) -> usize {
+        match key.function().and_then(|f| self.functions.get(f)) {
+            Some(function) if function.handler.kind() == ComponentKind::BatchHandler => {
+                usize::try_from(function.record.limits.max_message_batch_size).unwrap_or(1)
+            }
+            _ => 1,
+        }
+        .max(1)
+    }
+
+    /// Up to `max` concurrency permits of the key's function, one per
+    /// invocation: waits for the first, takes the others that are free.
     /// One pseudo-permit (`None`) when there is no function to limit.
-    async fn permits(&self, key: &WorkerKey) -> Vec<Option<tokio::sync::OwnedSemaphorePermit>> {
+    async fn permits(
+        &self,
+        key: &WorkerKey,
+        max: usize,
+    ) -> Vec<Option<tokio::sync::OwnedSemaphorePermit>> {
         let Some(first) = self.permit(key).await else {
             return vec![None];
         };
         let mut permits = vec![Some(first)];
         if let Some(function) = key.function().and_then(|f| self.functions.get(f)) {
-            while permits.len() < PREFETCH {
+            while permits.len() < max {
                 match function.concurrency.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(Some(permit)),
                     Err(_) => break,
@@ -342,12 +374,10 @@ impl Dispatcher {
                 .receive_from_session(&queue, id, token, ReceiveMode::PeekLock, 1, SESSION_IDLE)
                 .await
             {
-                Ok(mut messages) => match messages.pop() {
-                    // Settled in place: the next receive of the session must
-                    // not see this message still locked.
-                    Some(message) => self.deliver(key, message, None).await,
-                    None => break,
-                },
+                // Settled in place: the next receive of the session must
+                // not see this message still locked.
+                Ok(messages) if !messages.is_empty() => self.deliver(key, messages, None).await,
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(queue, session = id, error = %e, "session receive failed");
                     return;
@@ -359,42 +389,62 @@ impl Dispatcher {
         }
     }
 
-    /// Invokes the handler for a message and settles it; a completion goes
-    /// to `settler` when there is one, else it is settled here.
-    async fn deliver(&self, key: &WorkerKey, message: ReceivedMessage, settler: Option<&Settler>) {
+    /// Invokes the handler for messages (one, or a batch for a batch
+    /// handler) and settles each by its outcome; a completion goes to
+    /// `settler` when there is one, else it is settled here.
+    async fn deliver(
+        &self,
+        key: &WorkerKey,
+        messages: Vec<ReceivedMessage>,
+        settler: Option<&Settler>,
+    ) {
         let path = EntityPath::active(&key.queue());
         let Some(function) = key.function() else {
             return;
         };
-        let attempt = self
-            .invoke_with_renewal(&path, &message, function, Input::Message(&message))
+        let attempts = self
+            .invoke_with_renewal(&path, &messages, function, Input::Messages(&messages))
             .await;
-        if let (Ok(Outcome::Complete), Some(settler), Some(lock)) =
-            (&attempt, settler, message.lock)
-            && settler.send((message.sequence_number, lock.token)).is_ok()
-        {
-            return;
+        for (message, attempt) in messages.iter().zip(attempts) {
+            if let (Ok(Outcome::Complete), Some(settler), Some(lock)) =
+                (&attempt, settler, message.lock)
+                && settler.send((message.sequence_number, lock.token)).is_ok()
+            {
+                continue;
+            }
+            self.settle(&path, message, attempt).await;
         }
-        self.settle(&path, &message, attempt).await;
     }
 
-    /// Invokes a function while keeping the message's lock alive.
+    /// Invokes a function while keeping the messages' locks alive: one
+    /// attempt per message, in order. `input` is made of `messages` (or,
+    /// for an event subscription, of the one message carrying the event).
     async fn invoke_with_renewal(
         &self,
         path: &EntityPath,
-        message: &ReceivedMessage,
+        messages: &[ReceivedMessage],
         function: &str,
         input: Input<'_>,
-    ) -> Attempt {
+    ) -> Vec<Attempt> {
         let Some(deployed) = self.functions.get(function) else {
-            return Err(format!("function `{function}` is not deployed"));
+            let missing = format!("function `{function}` is not deployed");
+            return messages.iter().map(|_| Err(missing.clone())).collect();
         };
-        let correlation_id = correlation_of(message);
-        // The invocation is a span of the trace the message carries.
-        let trace = TraceParent::from_properties(&message.record.user_properties)
-            .unwrap_or_else(TraceParent::new_root)
-            .child();
-        let trace_id = trace.trace_id.clone();
+        let Some(first) = messages.first() else {
+            return Vec::new();
+        };
+        // One message: the invocation is a span of the trace it carries and
+        // what it sends inherits its correlation id. A batch belongs to no
+        // single transaction, so its sends start their own.
+        let (correlation_id, trace) = match messages {
+            [message] => (
+                Some(correlation_of(message)),
+                TraceParent::from_properties(&message.record.user_properties)
+                    .unwrap_or_else(TraceParent::new_root)
+                    .child(),
+            ),
+            _ => (None, TraceParent::new_root()),
+        };
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
         let span = tracing::info_span!(
             "invoke",
@@ -402,14 +452,15 @@ impl Dispatcher {
             version = deployed.record.version,
             invocation = %invocation_id,
             entity = %path,
-            seq = message.sequence_number,
-            delivery_count = message.record.delivery_count,
+            seq = first.sequence_number,
+            messages = messages.len(),
+            delivery_count = first.record.delivery_count,
         );
         let host = HostContext::new(
             Invocation {
                 function: function.to_string(),
                 invocation_id,
-                correlation_id: Some(correlation_id.clone()),
+                correlation_id,
                 log_budget: deployed.record.limits.log_budget_bytes(),
                 settings: self.functions.settings(function),
                 trace,
@@ -417,7 +468,10 @@ impl Dispatcher {
             self.services.clone(),
         );
         let started = Instant::now();
-        let stamp = self.services.traces.stamp();
+        let stamps: Vec<_> = messages
+            .iter()
+            .map(|_| self.services.traces.stamp())
+            .collect();
         let invocation = self
             .functions
             .runtime()
@@ -428,51 +482,55 @@ impl Dispatcher {
                 input,
             )
             .instrument(span.clone());
-        let renewal = self.renew_lock_forever(path, message);
+        let renewal = self.renew_locks_forever(path, messages);
         let result = tokio::select! {
             result = invocation => result,
             () = renewal => unreachable_renewal(),
         };
         let _enter = span.enter();
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let attempt = match result {
-            Ok(outcome) => {
+        let attempts: Vec<Attempt> = match result {
+            Ok(outcomes) => {
                 // Debug, not info: one line per invocation costs real throughput;
-                // the trace step below keeps the record.
-                tracing::debug!(?outcome, elapsed_ms, "handler finished");
-                Ok(outcome)
+                // the trace steps below keep the record.
+                tracing::debug!(?outcomes, elapsed_ms, "handler finished");
+                outcomes.into_iter().map(Ok).collect()
             }
             Err(e) => {
                 tracing::warn!(error = %e, elapsed_ms, "handler failed");
-                Err(e.to_string())
+                let reason = e.to_string();
+                messages.iter().map(|_| Err(reason.clone())).collect()
             }
         };
-        let (outcome, reason) = match &attempt {
-            Ok(Outcome::Complete) => ("complete", None),
-            Ok(Outcome::Abandon(reason)) => ("abandon", Some(reason.clone())),
-            Ok(Outcome::DeadLetter(info)) => (
-                "dead-letter",
-                Some(format!("{}: {}", info.reason, info.description)),
-            ),
-            Err(reason) => ("error", Some(reason.clone())),
-        };
-        self.services.traces.record_stamped(
-            &correlation_id,
-            &Step {
-                correlation_id: String::new(),
-                at: clock::to_rfc3339(stamp.at_ms),
-                kind: StepKind::Invoke,
-                function: Some(function.to_string()),
-                entity: path.to_string(),
-                outcome: outcome.to_string(),
-                reason,
-                duration_ms: elapsed_ms,
-                delivery_count: Some(message.record.delivery_count),
-                trace_id: Some(trace_id),
-            },
-            stamp,
-        );
-        attempt
+        for ((message, attempt), stamp) in messages.iter().zip(&attempts).zip(stamps) {
+            let (outcome, reason) = match attempt {
+                Ok(Outcome::Complete) => ("complete", None),
+                Ok(Outcome::Abandon(reason)) => ("abandon", Some(reason.clone())),
+                Ok(Outcome::DeadLetter(info)) => (
+                    "dead-letter",
+                    Some(format!("{}: {}", info.reason, info.description)),
+                ),
+                Err(reason) => ("error", Some(reason.clone())),
+            };
+            self.services.traces.record_stamped(
+                &correlation_of(message),
+                &Step {
+                    correlation_id: String::new(),
+                    at: clock::to_rfc3339(stamp.at_ms),
+                    kind: StepKind::Invoke,
+                    function: Some(function.to_string()),
+                    entity: path.to_string(),
+                    outcome: outcome.to_string(),
+                    reason,
+                    duration_ms: elapsed_ms,
+                    delivery_count: Some(message.record.delivery_count),
+                    trace_id: TraceParent::from_properties(&message.record.user_properties)
+                        .map(|t| t.trace_id),
+                },
+                stamp,
+            );
+        }
+        attempts
     }
 
     /// Records that `message` moved to `queue`'s dead-letter queue.
@@ -519,28 +577,36 @@ impl Dispatcher {
         );
     }
 
-    /// Renews the lock at half its remaining time, until dropped.
-    async fn renew_lock_forever(&self, path: &EntityPath, message: &ReceivedMessage) {
-        let Some(lock) = message.lock else {
-            return std::future::pending().await;
-        };
-        let mut until = lock.locked_until_ms;
-        loop {
-            let half = u64::try_from((until - clock::now_ms()) / 2)
+    /// Renews the messages' locks at half their remaining time, until
+    /// dropped. A lock that cannot be renewed is given up (its message may
+    /// be delivered again); the others are kept.
+    async fn renew_locks_forever(&self, path: &EntityPath, messages: &[ReceivedMessage]) {
+        let mut locks: Vec<_> = messages
+            .iter()
+            .filter_map(|m| {
+                m.lock
+                    .map(|lock| (m.sequence_number, lock.token, lock.locked_until_ms))
+            })
+            .collect();
+        while let Some(earliest) = locks.iter().map(|&(_, _, until)| until).min() {
+            let half = u64::try_from((earliest - clock::now_ms()) / 2)
                 .unwrap_or(0)
                 .max(100);
             tokio::time::sleep(Duration::from_millis(half)).await;
-            match self
-                .broker
-                .renew_lock(path, message.sequence_number, lock.token)
-            {
-                Ok(next) => until = next,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lock renewal failed; the message may be delivered again");
-                    return std::future::pending().await;
+            locks.retain_mut(|(seq, token, until)| {
+                match self.broker.renew_lock(path, *seq, *token) {
+                    Ok(next) => {
+                        *until = next;
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(seq = *seq, error = %e, "lock renewal failed; the message may be delivered again");
+                        false
+                    }
                 }
-            }
+            });
         }
+        std::future::pending().await
     }
 
     /// Settles a message by the handler's outcome.
@@ -591,8 +657,8 @@ fn correlation_of(message: &ReceivedMessage) -> String {
         .unwrap_or_else(|| message.record.message_id.clone())
 }
 
-fn unreachable_renewal() -> Result<Outcome, crate::runtime::InvocationError> {
-    // `renew_lock_forever` never completes; this arm only satisfies the types.
+fn unreachable_renewal() -> Result<Vec<Outcome>, crate::runtime::InvocationError> {
+    // `renew_locks_forever` never completes; this arm only satisfies the types.
     Err(crate::runtime::InvocationError::Trap(
         "lock renewal ended unexpectedly".into(),
     ))

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use outbound::OutboundPolicy;
 
-pub use bindings::{HandlerPre, Outcome};
+pub use bindings::{BatchHandlerPre, HandlerPre, Outcome};
 pub use engine::{EPOCH_TICK, MAX_MEMORY_BYTES};
 
 use crate::broker::ReceivedMessage;
@@ -59,6 +59,8 @@ pub enum PrepareError {
 pub enum ComponentKind {
     /// `handler`: exports `handle-event` and `handle-message`.
     Handler,
+    /// `batch-handler`: exports `handle-messages` (many queue messages per call).
+    BatchHandler,
     /// `http-handler`: exports `wasi:http/incoming-handler`.
     Http,
 }
@@ -67,6 +69,7 @@ impl std::fmt::Display for ComponentKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ComponentKind::Handler => "a sluice:handler component (handle-event, handle-message)",
+            ComponentKind::BatchHandler => "a sluice:handler batch component (handle-messages)",
             ComponentKind::Http => "an HTTP component (wasi:http/incoming-handler)",
         })
     }
@@ -77,6 +80,8 @@ impl std::fmt::Display for ComponentKind {
 pub enum ComponentPre {
     /// Serves events and queue messages.
     Handler(HandlerPre<InvocationState>),
+    /// Serves queue messages, many per invocation.
+    BatchHandler(BatchHandlerPre<InvocationState>),
     /// Serves HTTP requests.
     Http(ProxyPre<InvocationState>),
 }
@@ -86,6 +91,7 @@ impl ComponentPre {
     pub fn kind(&self) -> ComponentKind {
         match self {
             ComponentPre::Handler(_) => ComponentKind::Handler,
+            ComponentPre::BatchHandler(_) => ComponentKind::BatchHandler,
             ComponentPre::Http(_) => ComponentKind::Http,
         }
     }
@@ -115,6 +121,14 @@ pub enum InvocationError {
     /// The component serves another kind of trigger.
     #[error("the component is {0}; it cannot serve this trigger")]
     WrongKind(ComponentKind),
+    /// A batch handler returned a different number of outcomes than it got messages.
+    #[error("the batch handler returned {got} outcomes for {expected} messages")]
+    OutcomeCount {
+        /// Messages handed over.
+        expected: usize,
+        /// Outcomes returned.
+        got: usize,
+    },
     /// An HTTP handler returned without setting a response, or set an error.
     #[error("the HTTP handler gave no response: {0}")]
     NoResponse(String),
@@ -167,8 +181,16 @@ impl ResourceLimiter for MemoryCap {
 pub enum Input<'a> {
     /// An event from a topic subscription.
     Event(&'a Event),
-    /// A message from a queue.
-    Message(&'a ReceivedMessage),
+    /// Messages from a queue: exactly one for a `handler` component, one
+    /// or more for a `batch-handler` component.
+    Messages(&'a [ReceivedMessage]),
+}
+
+/// An input matched with the export that takes it.
+enum Call<'a> {
+    Event(&'a HandlerPre<InvocationState>, &'a Event),
+    Message(&'a HandlerPre<InvocationState>, &'a ReceivedMessage),
+    Batch(&'a BatchHandlerPre<InvocationState>, &'a [ReceivedMessage]),
 }
 
 /// Everything a `Store` holds for one invocation.
@@ -272,11 +294,15 @@ impl Runtime {
             Ok(handler) => return Ok(ComponentPre::Handler(handler)),
             Err(e) => e,
         };
+        if let Ok(batch) = BatchHandlerPre::new(pre.clone()) {
+            return Ok(ComponentPre::BatchHandler(batch));
+        }
         match ProxyPre::new(pre) {
             Ok(proxy) => Ok(ComponentPre::Http(proxy)),
             Err(_) => Err(PrepareError::WrongWorld(format!(
                 "{handler_error:#}; it exports neither the `handler` world's handle-event and \
-                 handle-message nor `wasi:http/incoming-handler@0.2` (the `http-handler` world)"
+                 handle-message, nor the `batch-handler` world's handle-messages, nor \
+                 `wasi:http/incoming-handler@0.2` (the `http-handler` world)"
             ))),
         }
     }
@@ -330,44 +356,67 @@ impl Runtime {
         (store, output)
     }
 
-    /// Runs one invocation in a fresh instance.
+    /// Runs one invocation in a fresh instance: one outcome per input
+    /// message (one for an event), in order.
     pub async fn invoke(
         &self,
         pre: &ComponentPre,
         limits: InvocationLimits,
         host: HostContext,
         input: Input<'_>,
-    ) -> Result<Outcome, InvocationError> {
-        let ComponentPre::Handler(pre) = pre else {
-            return Err(InvocationError::WrongKind(pre.kind()));
+    ) -> Result<Vec<Outcome>, InvocationError> {
+        let call = match (pre, input) {
+            (ComponentPre::Handler(pre), Input::Event(event)) => Call::Event(pre, event),
+            (ComponentPre::Handler(pre), Input::Messages([message])) => Call::Message(pre, message),
+            (ComponentPre::BatchHandler(pre), Input::Messages(messages))
+                if !messages.is_empty() =>
+            {
+                Call::Batch(pre, messages)
+            }
+            _ => return Err(InvocationError::WrongKind(pre.kind())),
+        };
+        let expected = match call {
+            Call::Batch(_, messages) => messages.len(),
+            Call::Event(..) | Call::Message(..) => 1,
         };
         let (mut store, output) = self.new_store(limits, host);
         // Epoch interruption stops wasm code at the deadline; the timeout
         // also ends a guest blocked in a host call (a sleep, a slow request).
         let deadline = tokio::time::Instant::now() + limits.timeout;
         let result = tokio::time::timeout_at(deadline, async {
-            let handler = pre.instantiate_async(&mut store).await?;
-            match input {
-                Input::Event(event) => {
-                    handler
-                        .call_handle_event(&mut store, &bindings::event_to_wit(event))
-                        .await
+            match call {
+                Call::Event(pre, event) => {
+                    let handler = pre.instantiate_async(&mut store).await?;
+                    let event = bindings::event_to_wit(event);
+                    let outcome = handler.call_handle_event(&mut store, &event).await?;
+                    Ok(vec![outcome])
                 }
-                Input::Message(message) => {
-                    handler
-                        .call_handle_message(&mut store, &bindings::message_to_wit(message))
-                        .await
+                Call::Message(pre, message) => {
+                    let handler = pre.instantiate_async(&mut store).await?;
+                    let message = bindings::message_to_wit(message);
+                    let outcome = handler.call_handle_message(&mut store, &message).await?;
+                    Ok(vec![outcome])
+                }
+                Call::Batch(pre, messages) => {
+                    let handler = pre.instantiate_async(&mut store).await?;
+                    let messages: Vec<_> = messages.iter().map(bindings::message_to_wit).collect();
+                    handler.call_handle_messages(&mut store, &messages).await
                 }
             }
         })
         .await;
         output.forward();
-        match result {
-            Err(_) => Err(InvocationError::Timeout(limits.timeout)),
-            Ok(result) => result
-                .map(Outcome::from)
-                .map_err(|e| classify(&e, &store, limits)),
+        let outcomes = match result {
+            Err(_) => return Err(InvocationError::Timeout(limits.timeout)),
+            Ok(result) => result.map_err(|e| classify(&e, &store, limits))?,
+        };
+        if outcomes.len() != expected {
+            return Err(InvocationError::OutcomeCount {
+                expected,
+                got: outcomes.len(),
+            });
         }
+        Ok(outcomes.into_iter().map(Outcome::from).collect())
     }
 
     /// Serves one HTTP request in a fresh instance of an HTTP component; the

@@ -40,6 +40,10 @@ struct Args {
     /// The handler component for the Wasm scenarios (completes every message).
     #[arg(long)]
     component: PathBuf,
+    /// The batch handler component for the batch scenarios
+    /// (tests/guests/batch: reports each batch to `batch-sizes`, completes it).
+    #[arg(long)]
+    batch_component: PathBuf,
     /// Messages per throughput scenario.
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
@@ -159,6 +163,16 @@ async fn run(args: &Args, servers: &mut Servers, results: &mut Results) -> anyho
     let _ = std::fs::remove_file(work.join("pids"));
     let component = std::fs::read(&args.component)
         .with_context(|| format!("reading the component {}", args.component.display()))?;
+    let batch_component = std::fs::read(&args.batch_component).with_context(|| {
+        format!(
+            "reading the batch component {}",
+            args.batch_component.display()
+        )
+    })?;
+    let handlers = Handlers {
+        single: &component,
+        batch: &batch_component,
+    };
     let wanted = |name: &str| args.systems.iter().any(|s| s == name);
     let settings = Settings {
         concurrency: args.concurrency,
@@ -268,7 +282,7 @@ async fn run(args: &Args, servers: &mut Servers, results: &mut Results) -> anyho
                         _ => servers.relaxed.as_ref().map(|(_, c)| c),
                     };
                     if let Some(client) = client {
-                        run_sluice(&mut run, client, &component, rep, n, &pace).await;
+                        run_sluice(&mut run, client, &handlers, rep, n, &pace).await;
                     }
                 }
                 System::RabbitMq => {
@@ -441,16 +455,25 @@ impl Run<'_> {
     }
 }
 
+/// The Wasm components of the Sluice scenarios.
+struct Handlers<'a> {
+    /// One message per invocation.
+    single: &'a [u8],
+    /// Many messages per invocation.
+    batch: &'a [u8],
+}
+
 async fn run_sluice(
     run: &mut Run<'_>,
     client: &SluiceClient,
-    component: &[u8],
+    handlers: &Handlers<'_>,
     rep: usize,
     n: usize,
     pace: &Pace,
 ) {
     let settings = run.settings;
     let queue = |what: &str| format!("bench-{rep}-{what}");
+    let component = handlers.single;
 
     // Send, then drain the same queue.
     let q = queue("send");
@@ -496,6 +519,35 @@ async fn run_sluice(
         cleanup(client.delete_queue(&q).await);
     }
 
+    // The same with a batch handler, on a queue filled the same way.
+    let q = queue("batch-drain");
+    let filled = async {
+        client.create_queue(sluice::BATCH_SIZES).await?;
+        client.create_queue(&q).await?;
+        client.send_batches(&q, n).await
+    }
+    .await;
+    match filled {
+        Ok(_) => {
+            run.measure(Scenario::WasmBatchDrain, async {
+                client
+                    .wasm_drain(
+                        &format!("bench-batch-drain-{rep}"),
+                        &q,
+                        n,
+                        handlers.batch,
+                        settings,
+                    )
+                    .await
+            })
+            .await;
+        }
+        Err(e) => run.results.fail(run.system, Scenario::WasmBatchDrain, rep, &e),
+    }
+    if !run.dead {
+        cleanup(client.delete_queue(&q).await);
+    }
+
     let q = queue("pipeline");
     run.measure(Scenario::SendAndConsume, async {
         client.create_queue(&q).await?;
@@ -517,6 +569,25 @@ async fn run_sluice(
     .await;
     if !run.dead {
         cleanup(client.delete_queue(&q).await);
+    }
+
+    let q = queue("batch-wasm");
+    run.measure(Scenario::WasmBatchPipeline, async {
+        client.create_queue(&q).await?;
+        client
+            .wasm_batch_pipeline(
+                &format!("bench-batch-wasm-{rep}"),
+                &q,
+                n,
+                handlers.batch,
+                settings,
+            )
+            .await
+    })
+    .await;
+    if !run.dead {
+        cleanup(client.delete_queue(&q).await);
+        cleanup(client.delete_queue(sluice::BATCH_SIZES).await);
     }
 
     let q = queue("latency");

@@ -21,6 +21,8 @@ const BATCH: usize = 100;
 const BATCH_IN_FLIGHT: usize = 8;
 /// Messages one receive asks for.
 const RECEIVE_MAX: usize = 100;
+/// Where the batch handler (tests/guests/batch) reports each invocation's size.
+pub(crate) const BATCH_SIZES: &str = "batch-sizes";
 
 #[derive(Clone)]
 pub(crate) struct SluiceClient {
@@ -424,6 +426,35 @@ impl SluiceClient {
         sample.note = Some(format!(
             "deploy answered in {:.0} ms{}",
             deployed.as_secs_f64() * 1e3,
+            dead_note(dead)
+        ));
+        self.undeploy(function).await?;
+        Ok(sample)
+    }
+
+    /// With a batch handler deployed, sends `n` messages in batches of 100
+    /// and times until the queue is empty. The handler reports each
+    /// invocation to `batch-sizes`, which gives the mean batch size.
+    pub(crate) async fn wasm_batch_pipeline(
+        &self,
+        function: &str,
+        queue: &str,
+        n: usize,
+        component: &[u8],
+        settings: &Settings,
+    ) -> anyhow::Result<Sample> {
+        self.deploy(function, queue, component, settings.concurrency)
+            .await?;
+        let (reported, _) = self.counts(BATCH_SIZES).await?;
+        let start = Instant::now();
+        let (sent, _) = self.send_batches(queue, n).await?;
+        let (empty_at, dead) = self.wait_empty(queue, settings.limit).await?;
+        let mut sample = Sample::new(n, empty_at - start, None);
+        let invocations = self.counts(BATCH_SIZES).await?.0 - reported;
+        sample.note = Some(format!(
+            "sends done after {:.2} s; {invocations} invocations (mean batch {:.1}){}",
+            sent.as_secs_f64(),
+            n as f64 / invocations.max(1) as f64,
             dead_note(dead)
         ));
         self.undeploy(function).await?;

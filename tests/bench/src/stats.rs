@@ -260,6 +260,11 @@ pub(crate) enum Scenario {
     WasmDrain,
     /// Sluice only: handler deployed, send N, time until all are completed.
     WasmPipeline,
+    /// Sluice only: deploy a batch handler on a pre-filled queue, time the drain.
+    WasmBatchDrain,
+    /// Sluice only: batch handler deployed, send N in batches of 100, time
+    /// until all are completed.
+    WasmBatchPipeline,
     /// Paced sender at a steady rate; end-to-end latency at receipt.
     Latency,
 }
@@ -273,6 +278,8 @@ impl Scenario {
             Scenario::SendAndConsume => "send+receive+complete concurrently".into(),
             Scenario::WasmDrain => "wasm handler: deploy on pre-filled, drain".into(),
             Scenario::WasmPipeline => "send -> wasm handler -> complete".into(),
+            Scenario::WasmBatchDrain => "wasm batch handler: deploy on pre-filled".into(),
+            Scenario::WasmBatchPipeline => "send batches -> wasm batch handler".into(),
             Scenario::Latency => format!("end-to-end latency @ {rate} msg/s"),
         }
     }
@@ -450,6 +457,19 @@ impl Results {
                     Scenario::WasmPipeline,
                     Scenario::SendAndConsume,
                     "send->wasm->complete vs their send+consume msg/s",
+                ),
+                // Each system's fastest acknowledged path: Service Bus
+                // batches (100 per request, a batch per invocation) against
+                // their pipelined publishes with one ack each.
+                (
+                    Scenario::SendBatch,
+                    Scenario::Send,
+                    "batch send vs their pipelined send msg/s",
+                ),
+                (
+                    Scenario::WasmBatchPipeline,
+                    Scenario::SendAndConsume,
+                    "batches->wasm batch->complete vs their send+consume",
                 ),
             ];
             for (a, b, what) in pairs {
