@@ -285,13 +285,13 @@ impl Traces {
         }
     }
 
-    /// Whether `step` of the flow `correlation_id` is recorded: failures
-    /// always, successes as the sampler says.
-    fn sampled(&self, correlation_id: &str, step: &Step) -> bool {
-        if step.reason.is_some() {
+    /// Whether a step of the flow `correlation_id` (or `trace_id`) is
+    /// recorded: failures always, successes as the sampler says.
+    fn sampled(&self, correlation_id: &str, trace_id: Option<&str>, failed: bool) -> bool {
+        if failed {
             return true;
         }
-        let flow = flow_hash(step.trace_id.as_deref().unwrap_or(correlation_id));
+        let flow = flow_hash(trace_id.unwrap_or(correlation_id));
         self.sampler
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -316,14 +316,29 @@ impl Traces {
 
     /// Records a step at a stamp taken earlier with [`Traces::stamp`].
     pub fn record_stamped(&self, correlation_id: &str, step: &Step, stamp: StepStamp) {
-        if !self.sampled(correlation_id, step) {
+        let (trace_id, failed) = (step.trace_id.as_deref(), step.reason.is_some());
+        self.record_lazily(correlation_id, trace_id, failed, stamp, || step.clone());
+    }
+
+    /// Records a step that is built only when the sampler keeps it (a
+    /// failed one always is): under load most successful steps are
+    /// dropped, and building them costs more than deciding.
+    pub fn record_lazily(
+        &self,
+        correlation_id: &str,
+        trace_id: Option<&str>,
+        failed: bool,
+        stamp: StepStamp,
+        step: impl FnOnce() -> Step,
+    ) {
+        if !self.sampled(correlation_id, trace_id, failed) {
             return;
         }
         let mut suffix = stamp.at_ms.to_be_bytes().to_vec();
         suffix.extend_from_slice(&stamp.n.to_be_bytes());
         let step = Step {
             correlation_id: correlation_id.to_string(),
-            ..step.clone()
+            ..step()
         };
         let result = serde_json::to_vec(&step)
             .map_err(|e| e.to_string())

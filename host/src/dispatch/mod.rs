@@ -503,31 +503,38 @@ impl Dispatcher {
             }
         };
         for ((message, attempt), stamp) in messages.iter().zip(&attempts).zip(stamps) {
-            let (outcome, reason) = match attempt {
-                Ok(Outcome::Complete) => ("complete", None),
-                Ok(Outcome::Abandon(reason)) => ("abandon", Some(reason.clone())),
-                Ok(Outcome::DeadLetter(info)) => (
-                    "dead-letter",
-                    Some(format!("{}: {}", info.reason, info.description)),
-                ),
-                Err(reason) => ("error", Some(reason.clone())),
-            };
-            self.services.traces.record_stamped(
-                &correlation_of(message),
-                &Step {
-                    correlation_id: String::new(),
-                    at: clock::to_rfc3339(stamp.at_ms),
-                    kind: StepKind::Invoke,
-                    function: Some(function.to_string()),
-                    entity: path.to_string(),
-                    outcome: outcome.to_string(),
-                    reason,
-                    duration_ms: elapsed_ms,
-                    delivery_count: Some(message.record.delivery_count),
-                    trace_id: TraceParent::from_properties(&message.record.user_properties)
-                        .map(|t| t.trace_id),
-                },
+            let trace_id =
+                TraceParent::from_properties(&message.record.user_properties).map(|t| t.trace_id);
+            let failed = !matches!(attempt, Ok(Outcome::Complete));
+            let correlation_id = correlation_of(message);
+            self.services.traces.record_lazily(
+                &correlation_id,
+                trace_id.as_deref(),
+                failed,
                 stamp,
+                || {
+                    let (outcome, reason) = match attempt {
+                        Ok(Outcome::Complete) => ("complete", None),
+                        Ok(Outcome::Abandon(reason)) => ("abandon", Some(reason.clone())),
+                        Ok(Outcome::DeadLetter(info)) => (
+                            "dead-letter",
+                            Some(format!("{}: {}", info.reason, info.description)),
+                        ),
+                        Err(reason) => ("error", Some(reason.clone())),
+                    };
+                    Step {
+                        correlation_id: String::new(),
+                        at: clock::to_rfc3339(stamp.at_ms),
+                        kind: StepKind::Invoke,
+                        function: Some(function.to_string()),
+                        entity: path.to_string(),
+                        outcome: outcome.to_string(),
+                        reason,
+                        duration_ms: elapsed_ms,
+                        delivery_count: Some(message.record.delivery_count),
+                        trace_id: trace_id.clone(),
+                    }
+                },
             );
         }
         attempts
