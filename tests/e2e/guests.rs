@@ -208,3 +208,27 @@ async fn batch_trap_abandons_every_message_of_the_batch() {
     }
     assert_eq!(host.peek("batch-sizes").await[0]["body"], "3");
 }
+
+#[tokio::test]
+async fn batch_returning_too_few_outcomes_abandons_the_whole_batch() {
+    let host = Host::start().await;
+    host.create_queue("lines", json!({ "maxDeliveryCount": 1 }))
+        .await;
+    host.create_queue("batch-sizes", json!({})).await;
+    for body in ["line-1", "short", "line-2"] {
+        assert_eq!(host.send("lines", body).await.status(), 201);
+    }
+    let r = host.deploy("batch", &component(BATCH), "queue=lines").await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+
+    let dead = host.wait_for_messages("lines/$DeadLetterQueue", 3).await;
+    for message in &dead {
+        let description = message["deadLetterDescription"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            description.contains("returned 2 outcomes for 3 messages"),
+            "{description}"
+        );
+    }
+}

@@ -4,7 +4,8 @@
 //! `batch-sizes`, then settles every message as its text body says:
 //! `dead` is dead-lettered (reason `Rejected`), `retry` is abandoned, and
 //! anything else completes. A `trap` anywhere in the batch panics, which
-//! fails the whole invocation.
+//! fails the whole invocation; a `short` makes it return one outcome too
+//! few, which the host refuses (the whole batch is abandoned).
 
 use sluice_sdk::send::{self, OutgoingMessage};
 use sluice_sdk::{Error, Message, Result};
@@ -16,7 +17,7 @@ fn settle_as_told(messages: Vec<Message>) -> Result<Vec<Result<()>>> {
         "batch-sizes",
         &OutgoingMessage::text(messages.len().to_string()),
     )?;
-    let outcomes = messages
+    let mut outcomes: Vec<Result<()>> = messages
         .iter()
         .map(|message| match message.text()? {
             "dead" => Err(Error::dead_letter("Rejected", "the body said dead")),
@@ -25,5 +26,8 @@ fn settle_as_told(messages: Vec<Message>) -> Result<Vec<Result<()>>> {
             _ => Ok(()),
         })
         .collect();
+    if messages.iter().any(|m| m.body == b"short") {
+        outcomes.pop();
+    }
     Ok(outcomes)
 }
