@@ -185,25 +185,41 @@ async fn batch() {
     assert_eq!(sizes.iter().max(), Some(&20), "{sizes:?}");
 }
 
-#[tokio::test]
-async fn batch_trap_abandons_every_message_of_the_batch() {
+/// Sends `bodies` to `lines` (one delivery allowed) before the batch guest
+/// is deployed on it, so they reach one invocation; returns the dead
+/// letters' descriptions once all of them are there.
+async fn dead_letter_descriptions_of_one_failed_batch(bodies: &[&str]) -> (Host, Vec<String>) {
     let host = Host::start().await;
     host.create_queue("lines", json!({ "maxDeliveryCount": 1 }))
         .await;
     host.create_queue("batch-sizes", json!({})).await;
-    for body in ["line-1", "trap", "line-2"] {
+    for body in bodies {
         assert_eq!(host.send("lines", body).await.status(), 201);
     }
     let r = host.deploy("batch", &component(BATCH), "queue=lines").await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    let dead = host
+        .wait_for_messages("lines/$DeadLetterQueue", bodies.len())
+        .await;
+    let descriptions = dead
+        .iter()
+        .map(|message| {
+            assert_eq!(message["deadLetterReason"], "MaxDeliveryCountExceeded");
+            message["deadLetterDescription"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    (host, descriptions)
+}
 
+#[tokio::test]
+async fn batch_trap_abandons_every_message_of_the_batch() {
+    let (host, descriptions) =
+        dead_letter_descriptions_of_one_failed_batch(&["line-1", "trap", "line-2"]).await;
     // One invocation got all three and trapped: none of them completed.
-    let dead = host.wait_for_messages("lines/$DeadLetterQueue", 3).await;
-    for message in &dead {
-        assert_eq!(message["deadLetterReason"], "MaxDeliveryCountExceeded");
-        let description = message["deadLetterDescription"]
-            .as_str()
-            .unwrap_or_default();
+    for description in &descriptions {
         assert!(description.contains("trapped"), "{description}");
     }
     assert_eq!(host.peek("batch-sizes").await[0]["body"], "3");
@@ -211,21 +227,9 @@ async fn batch_trap_abandons_every_message_of_the_batch() {
 
 #[tokio::test]
 async fn batch_returning_too_few_outcomes_abandons_the_whole_batch() {
-    let host = Host::start().await;
-    host.create_queue("lines", json!({ "maxDeliveryCount": 1 }))
-        .await;
-    host.create_queue("batch-sizes", json!({})).await;
-    for body in ["line-1", "short", "line-2"] {
-        assert_eq!(host.send("lines", body).await.status(), 201);
-    }
-    let r = host.deploy("batch", &component(BATCH), "queue=lines").await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-
-    let dead = host.wait_for_messages("lines/$DeadLetterQueue", 3).await;
-    for message in &dead {
-        let description = message["deadLetterDescription"]
-            .as_str()
-            .unwrap_or_default();
+    let (_host, descriptions) =
+        dead_letter_descriptions_of_one_failed_batch(&["line-1", "short", "line-2"]).await;
+    for description in &descriptions {
         assert!(
             description.contains("returned 2 outcomes for 3 messages"),
             "{description}"
