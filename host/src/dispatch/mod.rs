@@ -433,17 +433,28 @@ impl Dispatcher {
         let Some(first) = messages.first() else {
             return Vec::new();
         };
-        // One message: the invocation is a span of the trace it carries and
-        // what it sends inherits its correlation id. A batch belongs to no
-        // single transaction, so its sends start their own.
-        let (correlation_id, trace) = match messages {
-            [message] => (
-                Some(correlation_of(message)),
-                TraceParent::from_properties(&message.record.user_properties)
+        // One message: the invocation is a span of the trace it carries (a
+        // new one when it carries none), its step joins that trace, and what
+        // it sends inherits its correlation id. A batch belongs to no single
+        // transaction: its sends start their own trace, and each message's
+        // step joins the trace that message carries.
+        let (correlation_id, trace, step_trace_ids) = match messages {
+            [message] => {
+                let trace = TraceParent::from_properties(&message.record.user_properties)
                     .unwrap_or_else(TraceParent::new_root)
-                    .child(),
-            ),
-            _ => (None, TraceParent::new_root()),
+                    .child();
+                let trace_id = trace.trace_id.clone();
+                (Some(correlation_of(message)), trace, vec![Some(trace_id)])
+            }
+            _ => {
+                let carried = messages
+                    .iter()
+                    .map(|m| {
+                        TraceParent::from_properties(&m.record.user_properties).map(|t| t.trace_id)
+                    })
+                    .collect();
+                (None, TraceParent::new_root(), carried)
+            }
         };
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
         let span = tracing::info_span!(
@@ -502,9 +513,12 @@ impl Dispatcher {
                 messages.iter().map(|_| Err(reason.clone())).collect()
             }
         };
-        for ((message, attempt), stamp) in messages.iter().zip(&attempts).zip(stamps) {
-            let trace_id =
-                TraceParent::from_properties(&message.record.user_properties).map(|t| t.trace_id);
+        let steps = messages
+            .iter()
+            .zip(&attempts)
+            .zip(stamps)
+            .zip(step_trace_ids);
+        for (((message, attempt), stamp), trace_id) in steps {
             let failed = !matches!(attempt, Ok(Outcome::Complete));
             let correlation_id = correlation_of(message);
             self.services.traces.record_lazily(
