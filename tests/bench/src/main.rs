@@ -542,7 +542,9 @@ async fn run_sluice(
             })
             .await;
         }
-        Err(e) => run.results.fail(run.system, Scenario::WasmBatchDrain, rep, &e),
+        Err(e) => run
+            .results
+            .fail(run.system, Scenario::WasmBatchDrain, rep, &e),
     }
     if !run.dead {
         cleanup(client.delete_queue(&q).await);
@@ -563,7 +565,13 @@ async fn run_sluice(
     run.measure(Scenario::WasmPipeline, async {
         client.create_queue(&q).await?;
         client
-            .wasm_pipeline(&format!("bench-wasm-{rep}"), &q, n, component, settings)
+            .wasm_pipeline(
+                &format!("bench-wasm-{rep}"),
+                &q,
+                n,
+                sluice::Handler::Single(component),
+                settings,
+            )
             .await
     })
     .await;
@@ -575,11 +583,11 @@ async fn run_sluice(
     run.measure(Scenario::WasmBatchPipeline, async {
         client.create_queue(&q).await?;
         client
-            .wasm_batch_pipeline(
+            .wasm_pipeline(
                 &format!("bench-batch-wasm-{rep}"),
                 &q,
                 n,
-                handlers.batch,
+                sluice::Handler::Batch(handlers.batch),
                 settings,
             )
             .await

@@ -24,6 +24,15 @@ const RECEIVE_MAX: usize = 100;
 /// Where the batch handler (tests/guests/batch) reports each invocation's size.
 pub(crate) const BATCH_SIZES: &str = "batch-sizes";
 
+/// A handler component for the Wasm scenarios.
+#[derive(Clone, Copy)]
+pub(crate) enum Handler<'a> {
+    /// One message per invocation (`tests/guests/panics`).
+    Single(&'a [u8]),
+    /// Many per invocation (`tests/guests/batch`, reporting to `batch-sizes`).
+    Batch(&'a [u8]),
+}
+
 #[derive(Clone)]
 pub(crate) struct SluiceClient {
     http: reqwest::Client,
@@ -432,53 +441,48 @@ impl SluiceClient {
         Ok(sample)
     }
 
-    /// With a batch handler deployed, sends `n` messages in batches of 100
-    /// and times until the queue is empty. The handler reports each
-    /// invocation to `batch-sizes`, which gives the mean batch size.
-    pub(crate) async fn wasm_batch_pipeline(
-        &self,
-        function: &str,
-        queue: &str,
-        n: usize,
-        component: &[u8],
-        settings: &Settings,
-    ) -> anyhow::Result<Sample> {
-        self.deploy(function, queue, component, settings.concurrency)
-            .await?;
-        let (reported, _) = self.counts(BATCH_SIZES).await?;
-        let start = Instant::now();
-        let (sent, _) = self.send_batches(queue, n).await?;
-        let (empty_at, dead) = self.wait_empty(queue, settings.limit).await?;
-        let mut sample = Sample::new(n, empty_at - start, None);
-        let invocations = self.counts(BATCH_SIZES).await?.0 - reported;
-        sample.note = Some(format!(
-            "sends done after {:.2} s; {invocations} invocations (mean batch {:.1}){}",
-            sent.as_secs_f64(),
-            n as f64 / invocations.max(1) as f64,
-            dead_note(dead)
-        ));
-        self.undeploy(function).await?;
-        Ok(sample)
-    }
-
-    /// With the handler deployed, sends `n` messages (64 requests in
-    /// flight) and times until the queue is empty.
+    /// With the handler deployed, sends `n` messages and times until the
+    /// queue is empty. One per request (64 in flight) for a handler; in
+    /// batches of 100 for the batch handler, which reports each invocation
+    /// to `batch-sizes`, so the note gives the mean batch size.
     pub(crate) async fn wasm_pipeline(
         &self,
         function: &str,
         queue: &str,
         n: usize,
-        component: &[u8],
+        handler: Handler<'_>,
         settings: &Settings,
     ) -> anyhow::Result<Sample> {
+        let (component, batched) = match handler {
+            Handler::Single(component) => (component, false),
+            Handler::Batch(component) => (component, true),
+        };
         self.deploy(function, queue, component, settings.concurrency)
             .await?;
+        let reported = if batched {
+            self.counts(BATCH_SIZES).await?.0
+        } else {
+            0
+        };
         let start = Instant::now();
-        let (sent, _) = self.send_many(queue, n, settings.concurrency).await?;
+        let (sent, _) = if batched {
+            self.send_batches(queue, n).await?
+        } else {
+            self.send_many(queue, n, settings.concurrency).await?
+        };
         let (empty_at, dead) = self.wait_empty(queue, settings.limit).await?;
         let mut sample = Sample::new(n, empty_at - start, None);
+        let invocations = if batched {
+            let invocations = self.counts(BATCH_SIZES).await?.0 - reported;
+            format!(
+                "; {invocations} invocations (mean batch {:.1})",
+                n as f64 / invocations.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
         sample.note = Some(format!(
-            "sends done after {:.2} s{}",
+            "sends done after {:.2} s{invocations}{}",
             sent.as_secs_f64(),
             dead_note(dead)
         ));
