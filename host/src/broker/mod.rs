@@ -66,6 +66,8 @@ pub const TTL_EXPIRED: &str = "TTLExpiredException";
 pub const DEAD_LETTER_SUFFIX: &str = "$DeadLetterQueue";
 
 const TREE: &str = "messages";
+/// Sequence numbers reserved in the store at a time ([`QueueState::assign_sequence`]).
+const SEQUENCE_BLOCK: SequenceNumber = 1024;
 /// How often the maintenance task looks for expired messages and dead letters to forward.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -377,6 +379,9 @@ struct Queue {
 
 struct QueueState {
     next_sequence: SequenceNumber,
+    /// End (exclusive) of the block of sequence numbers the store has
+    /// reserved; see [`QueueState::assign_sequence`].
+    sequence_reserved: SequenceNumber,
     active: Index,
     dead_letters: Index,
     deleted: bool,
@@ -422,6 +427,7 @@ impl QueueState {
     fn new(properties: &QueueProperties) -> QueueState {
         QueueState {
             next_sequence: 1,
+            sequence_reserved: 0,
             active: Index::default(),
             dead_letters: Index::default(),
             deleted: false,
@@ -429,6 +435,31 @@ impl QueueState {
             sessions: HashMap::new(),
             size_in_bytes: 0,
         }
+    }
+
+    /// Hands out the queue's next sequence number. Numbers come from blocks
+    /// of [`SEQUENCE_BLOCK`]: the store keeps only the end of the current
+    /// block, written when a block opens, so sends write the counter once per
+    /// block rather than once each, and after a restart numbering resumes at
+    /// the stored end (a gap, never a repeat). The write happens under the
+    /// queue lock, so the stored end only grows, and before the caller's
+    /// commit, which makes it durable with the messages numbered from it.
+    fn assign_sequence(
+        &mut self,
+        store: &Store,
+        queue: &str,
+    ) -> Result<SequenceNumber, BrokerError> {
+        let seq = self.next_sequence;
+        if seq >= self.sequence_reserved {
+            let end = seq + SEQUENCE_BLOCK;
+            store
+                .messages()
+                .insert(key_prefix(queue, TAG_NEXT_SEQUENCE), &end.to_be_bytes())
+                .map_err(StoreError::from)?;
+            self.sequence_reserved = end;
+        }
+        self.next_sequence += 1;
+        Ok(seq)
     }
 
     fn index(&mut self, dead_letter: bool) -> &mut Index {
@@ -873,7 +904,6 @@ impl Broker {
         let mut writes_in_batch = 0usize;
         let mut assigned: Vec<Vec<(SequenceNumber, NewSlot, u64)>> =
             (0..queues.len()).map(|_| Vec::new()).collect();
-        let mut next_sequences: Vec<(usize, SequenceNumber)> = Vec::with_capacity(order.len());
         {
             let mut guards: HashMap<&str, MutexGuard<'_, QueueState>> = HashMap::new();
             for &i in &order {
@@ -898,8 +928,7 @@ impl Broker {
                         batch.insert(dedup_key(&queue.name, id), &now.to_be_bytes());
                         writes_in_batch += 2;
                     }
-                    let seq = state.next_sequence;
-                    state.next_sequence += 1;
+                    let seq = state.assign_sequence(&self.store, &queue.name)?;
                     let record = message.into_record(now, queue.properties().ttl_ms());
                     assigned[i].push((seq, new_slot(&record, false), record.body.len() as u64));
                     let (key, value) = (
@@ -916,7 +945,6 @@ impl Broker {
                         batch.insert(key, value);
                     }
                 }
-                next_sequences.push((i, state.next_sequence));
             }
         }
         match single {
@@ -924,21 +952,6 @@ impl Broker {
             None => self.store.messages().apply_batch(batch),
         }
         .map_err(StoreError::from)?;
-        // Concurrent sends apply in any order, so the stored counter only
-        // ever grows (a max, not a plain write). Loading also takes the
-        // highest stored sequence number + 1; the counter matters once those
-        // messages are gone. Both writes are covered by the commit below.
-        for (i, next) in next_sequences {
-            self.store
-                .messages()
-                .fetch_and_update(key_prefix(&queues[i].name, TAG_NEXT_SEQUENCE), |old| {
-                    let stored = old
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map_or(0, SequenceNumber::from_be_bytes);
-                    Some(stored.max(next).to_be_bytes().to_vec())
-                })
-                .map_err(StoreError::from)?;
-        }
         drop(writes);
         self.store.commit().await?;
         // Only now may receivers see them: they are durable.
@@ -1546,8 +1559,7 @@ impl Broker {
                     .properties()
                     .ttl_ms()
                     .map(|ttl| now.saturating_add(ttl));
-                let new_seq = state.next_sequence;
-                state.next_sequence += 1;
+                let new_seq = state.assign_sequence(&self.store, &queue.name)?;
                 batch.remove(from);
                 batch.insert(
                     message_key(&queue.name, false, new_seq),
@@ -1555,10 +1567,6 @@ impl Broker {
                 );
                 moves.push((seq, new_seq, new_slot(&record, false)));
             }
-            batch.insert(
-                key_prefix(&queue.name, TAG_NEXT_SEQUENCE),
-                &state.next_sequence.to_be_bytes(),
-            );
             self.store
                 .messages()
                 .apply_batch(batch)
@@ -1797,7 +1805,9 @@ fn load_state(
             .as_ref()
             .try_into()
             .map_err(|_| corrupt(format!("next sequence number of `{name}` is not 8 bytes")))?;
+        // The end of the last reserved block (older stores: the next number).
         state.next_sequence = SequenceNumber::from_be_bytes(raw);
+        state.sequence_reserved = state.next_sequence;
     }
     for (tag, dead_letter) in [(TAG_ACTIVE, false), (TAG_DEAD_LETTER, true)] {
         let prefix = key_prefix(name, tag);

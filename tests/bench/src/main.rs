@@ -12,6 +12,7 @@
 //! never a test that asserts on them.
 
 mod cpu;
+mod http;
 mod nats;
 mod rabbit;
 mod servers;

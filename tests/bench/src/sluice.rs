@@ -1,18 +1,22 @@
 //! Sluice driven over its HTTP API, the way a Service Bus REST client does:
 //! `POST /{queue}/messages` to send, `POST /{queue}/messages/head?maxMessages=M`
 //! to peek-lock a batch, `DELETE` of each message's `Location` to complete.
+//! Those go through the lean client in [`crate::http`]; management calls
+//! (queues, deploys, counts) through `reqwest`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::Settings;
+use crate::http::Pool;
 use crate::stats::{self, OnReceipt, Pace, Sample};
 
 /// How many messages one batch-send request carries.
@@ -36,6 +40,8 @@ pub(crate) enum Handler<'a> {
 #[derive(Clone)]
 pub(crate) struct SluiceClient {
     http: reqwest::Client,
+    /// Sends, receives and completes.
+    wire: Arc<Pool>,
     url: String,
 }
 
@@ -58,6 +64,7 @@ impl SluiceClient {
             .context("building the HTTP client")?;
         Ok(SluiceClient {
             http,
+            wire: Arc::new(Pool::new(url, token)?),
             url: url.trim_end_matches('/').to_string(),
         })
     }
@@ -193,14 +200,16 @@ impl SluiceClient {
     }
 
     async fn send_one(&self, queue: &str, body: Vec<u8>) -> anyhow::Result<()> {
-        let r = self
-            .http
-            .post(self.at(&format!("/{queue}/messages")))
-            .header(header::CONTENT_TYPE, "text/plain")
-            .body(body)
-            .send()
-            .await;
-        Self::expect(r, &[StatusCode::CREATED], "send").await?;
+        self.wire
+            .expect(
+                Method::POST,
+                &format!("/{queue}/messages"),
+                Some("text/plain"),
+                Bytes::from(body),
+                &[StatusCode::CREATED],
+                "send",
+            )
+            .await?;
         Ok(())
     }
 
@@ -265,17 +274,19 @@ impl SluiceClient {
                             json!({ "Body": String::from_utf8_lossy(&stats::body(stamp)), "BrokerProperties": {} })
                         })
                         .collect();
-                    let r = client
-                        .http
-                        .post(client.at(&format!("/{queue}/messages")))
-                        .header(
-                            header::CONTENT_TYPE,
-                            "application/vnd.microsoft.servicebus.json",
+                    client
+                        .wire
+                        .expect(
+                            Method::POST,
+                            &format!("/{queue}/messages"),
+                            Some("application/vnd.microsoft.servicebus.json"),
+                            serde_json::to_vec(&items)
+                                .context("encoding a batch")?
+                                .into(),
+                            &[StatusCode::CREATED],
+                            "batch send",
                         )
-                        .body(serde_json::to_vec(&items).context("encoding a batch")?)
-                        .send()
-                        .await;
-                    Self::expect(r, &[StatusCode::CREATED], "batch send").await?;
+                        .await?;
                     stats::record(&mut latency, sent.elapsed());
                 }
                 anyhow::Ok(latency)
@@ -326,20 +337,22 @@ impl SluiceClient {
                             received.load(Ordering::Relaxed)
                         );
                     }
-                    let r = client
-                        .http
-                        .post(client.at(&format!(
-                            "/{queue}/messages/head?timeout=5&maxMessages={RECEIVE_MAX}"
-                        )))
-                        .send()
-                        .await;
-                    let r =
-                        Self::expect(r, &[StatusCode::CREATED, StatusCode::NO_CONTENT], "receive")
-                            .await?;
-                    if r.status() == StatusCode::NO_CONTENT {
+                    let answer = client
+                        .wire
+                        .expect(
+                            Method::POST,
+                            &format!("/{queue}/messages/head?timeout=5&maxMessages={RECEIVE_MAX}"),
+                            None,
+                            Bytes::new(),
+                            &[StatusCode::CREATED, StatusCode::NO_CONTENT],
+                            "receive",
+                        )
+                        .await?;
+                    if answer.status == StatusCode::NO_CONTENT {
                         continue;
                     }
-                    let items: Vec<Value> = r.json().await.context("a batch receive answer")?;
+                    let items: Vec<Value> = serde_json::from_slice(&answer.body)
+                        .context("a batch receive answer")?;
                     let count = items.len();
                     if received.fetch_add(count, Ordering::Relaxed) + count >= n {
                         all_received.notify_one();
@@ -362,8 +375,18 @@ impl SluiceClient {
                             .context("settler semaphore closed")?;
                         let (client, failed) = (client.clone(), failed.clone());
                         tokio::spawn(async move {
-                            let r = client.http.delete(client.at(&path)).send().await;
-                            if let Err(e) = Self::expect(r, &[StatusCode::OK], "complete").await {
+                            let completed = client
+                                .wire
+                                .expect(
+                                    Method::DELETE,
+                                    &path,
+                                    None,
+                                    Bytes::new(),
+                                    &[StatusCode::OK],
+                                    "complete",
+                                )
+                                .await;
+                            if let Err(e) = completed {
                                 let mut slot = failed.lock().unwrap_or_else(|e| e.into_inner());
                                 slot.get_or_insert(format!("{e:#}"));
                             }
