@@ -112,3 +112,37 @@ async fn hostile_log_flood_is_cut_at_the_invocation_log_limit() {
         "a flood is cut, not failed"
     );
 }
+
+#[tokio::test]
+async fn each_invocation_starts_from_pristine_memory_whatever_the_one_before_wrote() {
+    let host = Host::start().await;
+    host.create_queue("scribbles", json!({ "maxDeliveryCount": 1 }))
+        .await;
+    // One at a time, so every invocation reuses the instance slot the one
+    // before it scribbled on.
+    let r = host
+        .deploy(
+            "hostile",
+            &component(HOSTILE),
+            "queue=scribbles&maxConcurrency=1&memoryMib=16",
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    for _ in 0..6 {
+        assert_eq!(host.send("scribbles", "scribble").await.status(), 201);
+    }
+    host.wait_for_messages("scribbles", 0).await;
+    let dead = host.peek("scribbles/$DeadLetterQueue").await;
+    assert!(
+        dead.is_empty(),
+        "an invocation saw an earlier one's memory: {:?}",
+        dead.iter()
+            .map(|m| &m["deadLetterDescription"])
+            .collect::<Vec<_>>()
+    );
+    let log = host.log();
+    assert!(
+        !log.contains("memory.grow refused"),
+        "the guest could not grow its memory:\n{log}"
+    );
+}

@@ -11,8 +11,12 @@
 //! | `flood`  | writes 100,000 log records of ~1 KiB, then completes     |
 //! | `escape` | tries the environment, preopened files and a TCP socket; |
 //! |          | fails ("denied: ...") when all are denied, completes if any succeeds |
+//! | `scribble` | looks for what an earlier invocation left behind in a static |
+//! |          | and in 3 MiB of grown memory (dead-letters `Leaked` if it finds any), |
+//! |          | then leaves its own marks there for the next one              |
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_sdk::{Error, Message, Result, log};
 
@@ -48,11 +52,70 @@ fn hostile(message: Message) -> Result<()> {
             Ok(())
         }
         "escape" => escape(),
+        "scribble" => scribble(),
         other => Err(Error::dead_letter(
             "UnknownMode",
             format!("no such misbehaviour: {other}"),
         )),
     }
+}
+
+/// Set by every `scribble`; a fresh instance has it zero.
+static SCRIBBLED: AtomicU64 = AtomicU64::new(0);
+/// What `scribble` writes over the memory it grows.
+const MARK: u8 = 0xAB;
+/// 64 KiB wasm pages `scribble` grows: 3 MiB, past the host's kept-resident window.
+const SCRIBBLE_PAGES: usize = 48;
+
+/// Every invocation must start from the component's pristine memory, however
+/// the host recycles instances: nothing one message's handler wrote may be
+/// visible to the next.
+fn scribble() -> Result<()> {
+    let before = SCRIBBLED.load(Ordering::Relaxed);
+    if before != 0 {
+        return Err(Error::dead_letter(
+            "Leaked",
+            format!("a static still held {before:#x} from an earlier invocation"),
+        ));
+    }
+    SCRIBBLED.store(0x5C21_BB1E, Ordering::Relaxed);
+    scribble_grown_memory()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn scribble_grown_memory() -> Result<()> {
+    use core::arch::wasm32::memory_grow;
+    const PAGE: usize = 64 << 10;
+    let first = memory_grow(0, SCRIBBLE_PAGES);
+    if first == usize::MAX {
+        return Err(Error::msg("memory.grow refused 3 MiB"));
+    }
+    // The pages past the old end belong to no allocation: only this code
+    // touches them, through raw pointers, as wasm allows.
+    let start = (first * PAGE) as *mut u8;
+    let len = SCRIBBLE_PAGES * PAGE;
+    #[allow(unsafe_code, reason = "inspecting freshly grown linear memory")]
+    // SAFETY: [start, start + len) was just added to linear memory by
+    // memory.grow and nothing else refers to it.
+    let grown = unsafe { core::slice::from_raw_parts_mut(start, len) };
+    if let Some(offset) = grown.iter().position(|&b| b != 0) {
+        return Err(Error::dead_letter(
+            "Leaked",
+            format!(
+                "grown memory at {:#x} held {:#x} from an earlier invocation",
+                first * PAGE + offset,
+                grown[offset]
+            ),
+        ));
+    }
+    grown.fill(black_box(MARK));
+    Ok(())
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn scribble_grown_memory() -> Result<()> {
+    let _ = (MARK, SCRIBBLE_PAGES);
+    Err(Error::msg("the scribble mode only makes sense in wasm"))
 }
 
 fn spin() -> Result<()> {
