@@ -457,7 +457,10 @@ impl Dispatcher {
             }
         };
         let invocation_id = uuid::Uuid::new_v4().simple().to_string();
-        let span = tracing::info_span!(
+        // Debug, not info: the fmt layer renders an enabled span's fields
+        // as it opens, per invocation (~4% of one-message throughput).
+        // Warnings below name the invocation themselves.
+        let span = tracing::debug_span!(
             "invoke",
             function,
             version = deployed.record.version,
@@ -508,7 +511,15 @@ impl Dispatcher {
                 outcomes.into_iter().map(Ok).collect()
             }
             Err(e) => {
-                tracing::warn!(error = %e, elapsed_ms, "handler failed");
+                tracing::warn!(
+                    function,
+                    entity = %path,
+                    seq = first.sequence_number,
+                    messages = messages.len(),
+                    error = %e,
+                    elapsed_ms,
+                    "handler failed"
+                );
                 let reason = e.to_string();
                 messages.iter().map(|_| Err(reason.clone())).collect()
             }
@@ -621,7 +632,7 @@ impl Dispatcher {
                         true
                     }
                     Err(e) => {
-                        tracing::warn!(seq = *seq, error = %e, "lock renewal failed; the message may be delivered again");
+                        tracing::warn!(entity = %path, seq = *seq, error = %e, "lock renewal failed; the message may be delivered again");
                         false
                     }
                 }

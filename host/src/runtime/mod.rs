@@ -338,7 +338,7 @@ impl Runtime {
                 refused: false,
             },
             http: WasiHttpCtx::new(),
-            outbound: OutboundPolicy::allowing(host.allowed_hosts()),
+            outbound: OutboundPolicy::allowing(host.function(), host.allowed_hosts()),
             host,
         };
         let mut store = Store::new(&self.engine, state);

@@ -12,6 +12,8 @@ use wasmtime_wasi_http::{RequestOptions, WasiHttpHooks};
 /// The allow-list a guest's requests are checked against.
 #[derive(Clone, Debug, Default)]
 pub(super) struct OutboundPolicy {
+    /// Named in the warning about a denied request.
+    function: String,
     allowed_hosts: Arc<[String]>,
 }
 
@@ -29,9 +31,10 @@ type SendFuture = Box<
 >;
 
 impl OutboundPolicy {
-    /// A policy allowing exactly these hosts.
-    pub(super) fn allowing(hosts: &[String]) -> OutboundPolicy {
+    /// A policy allowing `function` exactly these hosts.
+    pub(super) fn allowing(function: &str, hosts: &[String]) -> OutboundPolicy {
         OutboundPolicy {
+            function: function.to_string(),
             allowed_hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
         }
     }
@@ -65,7 +68,7 @@ impl WasiHttpHooks for OutboundPolicy {
         let host = uri.host().unwrap_or_default().to_string();
         let port = uri.port_u16();
         if !self.allows(&host, port) {
-            tracing::warn!(target: "sluice::guest", %host, ?port, "outbound HTTP denied: not on the function's allowedHosts");
+            tracing::warn!(target: "sluice::guest", function = %self.function, %host, ?port, "outbound HTTP denied: not on the function's allowedHosts");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         Box::new(async move {
@@ -90,11 +93,14 @@ mod tests {
 
     #[test]
     fn hosts_ports_and_wildcards_match_as_documented() {
-        let policy = OutboundPolicy::allowing(&[
-            "API.example.com".into(),
-            "127.0.0.1:8080".into(),
-            "*.internal.test".into(),
-        ]);
+        let policy = OutboundPolicy::allowing(
+            "f",
+            &[
+                "API.example.com".into(),
+                "127.0.0.1:8080".into(),
+                "*.internal.test".into(),
+            ],
+        );
         assert!(policy.allows("api.example.com", Some(443)));
         assert!(policy.allows("127.0.0.1", Some(8080)));
         assert!(!policy.allows("127.0.0.1", Some(8081)));
