@@ -172,22 +172,56 @@ struct Delivery {
     path: String,
 }
 
-/// Peek-locks the head of `entity` on the host at `url`. `Ok(None)`: nothing
-/// arrived within a second. `Err`: the request failed (the host is gone).
+/// Peek-locks up to `max` messages at the head of `entity` on the host at
+/// `url` (one receive, `maxMessages` above 1: large receives log their
+/// delivery counts differently from small ones). Empty: nothing arrived
+/// within a second. `Err`: the request failed (the host is gone).
 async fn receive(
     http: &reqwest::Client,
     url: &str,
     entity: &str,
-) -> Result<Option<Delivery>, String> {
+    max: usize,
+) -> Result<Vec<Delivery>, String> {
     let r = http
-        .post(format!("{url}/{entity}/messages/head?timeout=1"))
+        .post(format!(
+            "{url}/{entity}/messages/head?timeout=1&maxMessages={max}"
+        ))
         .send()
         .await
         .map_err(|e| e.to_string())?;
     match r.status() {
-        StatusCode::NO_CONTENT => return Ok(None),
+        StatusCode::NO_CONTENT => return Ok(Vec::new()),
         StatusCode::CREATED => {}
         other => return Err(format!("receive answered {other}")),
+    }
+    // Location is `http://{the Host header}/{entity}/messages/{seq}/{token}`.
+    let settle_path = |location: &str| {
+        location
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .ok_or_else(|| format!("no path in Location {location}"))
+    };
+    let delivery = |body: String, props: &Value, location: &str| {
+        Ok(Delivery {
+            body,
+            delivery_count: props["DeliveryCount"].as_u64().unwrap_or(0),
+            seq: props["SequenceNumber"].as_u64().unwrap_or(0),
+            path: settle_path(location)?,
+        })
+    };
+    if max > 1 {
+        let items: Vec<Value> = r.json().await.map_err(|e| e.to_string())?;
+        return items
+            .iter()
+            .map(|item| {
+                delivery(
+                    item["Body"].as_str().unwrap_or_default().to_string(),
+                    &item["BrokerProperties"],
+                    item["Location"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
     }
     let header = |name: &str| {
         r.headers()
@@ -198,19 +232,9 @@ async fn receive(
     };
     let props: Value = serde_json::from_str(&header("brokerproperties")?)
         .map_err(|e| format!("BrokerProperties: {e}"))?;
-    // Location is `http://{the Host header}/{entity}/messages/{seq}/{token}`.
-    let path = header("location")?
-        .splitn(4, '/')
-        .nth(3)
-        .map(|p| format!("/{p}"))
-        .ok_or("no path in Location")?;
+    let location = header("location")?;
     let body = r.text().await.map_err(|e| e.to_string())?;
-    Ok(Some(Delivery {
-        body,
-        delivery_count: props["DeliveryCount"].as_u64().unwrap_or(0),
-        seq: props["SequenceNumber"].as_u64().unwrap_or(0),
-        path,
-    }))
+    Ok(vec![delivery(body, &props, &location)?])
 }
 
 /// Sends unique bodies until the first failure (the kill) or `stop`.
@@ -261,29 +285,32 @@ async fn receiver(
     let mut rng = XorShift::new(seed);
     let phase = format!("cycle {cycle}");
     while !stop.load(Ordering::Relaxed) {
-        let delivery = match receive(&http, &url, QUEUE).await {
-            Ok(Some(delivery)) => delivery,
-            Ok(None) => continue,
+        // Single receives and batches of 8, both ways of recording a delivery.
+        let max = if rng.between(0, 2) == 0 { 1 } else { 8 };
+        let deliveries = match receive(&http, &url, QUEUE, max).await {
+            Ok(deliveries) => deliveries,
             Err(_) => return,
         };
-        lock(&ledger).received(
-            &delivery.body,
-            Some(delivery.delivery_count),
-            delivery.seq,
-            &phase,
-        );
-        if rng.between(0, 4) == 0 {
-            lock(&ledger).held += 1;
-            continue;
-        }
-        match http.delete(format!("{url}{}", delivery.path)).send().await {
-            Ok(r) if r.status() == StatusCode::OK => {
-                lock(&ledger).completed.insert(delivery.body);
+        for delivery in deliveries {
+            lock(&ledger).received(
+                &delivery.body,
+                Some(delivery.delivery_count),
+                delivery.seq,
+                &phase,
+            );
+            if rng.between(0, 4) == 0 {
+                lock(&ledger).held += 1;
+                continue;
             }
-            Ok(_) => lock(&ledger).unknown_completes += 1,
-            Err(_) => {
-                lock(&ledger).unknown_completes += 1;
-                return;
+            match http.delete(format!("{url}{}", delivery.path)).send().await {
+                Ok(r) if r.status() == StatusCode::OK => {
+                    lock(&ledger).completed.insert(delivery.body);
+                }
+                Ok(_) => lock(&ledger).unknown_completes += 1,
+                Err(_) => {
+                    lock(&ledger).unknown_completes += 1;
+                    return;
+                }
             }
         }
     }
@@ -293,9 +320,9 @@ async fn receiver(
 async fn drainer(http: reqwest::Client, url: String, ledger: Shared, entity: &'static str) {
     let dead_letter = entity.ends_with("$DeadLetterQueue");
     loop {
-        let delivery = match receive(&http, &url, entity).await {
-            Ok(Some(delivery)) => delivery,
-            Ok(None) => return,
+        let deliveries = match receive(&http, &url, entity, 16).await {
+            Ok(deliveries) if deliveries.is_empty() => return,
+            Ok(deliveries) => deliveries,
             Err(e) => {
                 lock(&ledger)
                     .violations
@@ -303,30 +330,32 @@ async fn drainer(http: reqwest::Client, url: String, ledger: Shared, entity: &'s
                 return;
             }
         };
-        {
-            let mut ledger = lock(&ledger);
-            // Dead-letter deliveries count on their own; only the queue's must grow.
-            let count = (!dead_letter).then_some(delivery.delivery_count);
-            ledger.received(&delivery.body, count, delivery.seq, "drain");
-            if dead_letter {
-                ledger.dead_lettered += 1;
+        for delivery in deliveries {
+            {
+                let mut ledger = lock(&ledger);
+                // Dead-letter deliveries count on their own; only the queue's must grow.
+                let count = (!dead_letter).then_some(delivery.delivery_count);
+                ledger.received(&delivery.body, count, delivery.seq, "drain");
+                if dead_letter {
+                    ledger.dead_lettered += 1;
+                }
             }
-        }
-        let completed = http
-            .delete(format!("{url}{}", delivery.path))
-            .send()
-            .await
-            .map(|r| r.status());
-        match completed {
-            Ok(StatusCode::OK) => {
-                lock(&ledger).completed.insert(delivery.body);
-            }
-            other => {
-                lock(&ledger).violations.push(format!(
-                    "drain: completing `{}` (seq {}) answered {other:?}",
-                    delivery.body, delivery.seq
-                ));
-                return;
+            let completed = http
+                .delete(format!("{url}{}", delivery.path))
+                .send()
+                .await
+                .map(|r| r.status());
+            match completed {
+                Ok(StatusCode::OK) => {
+                    lock(&ledger).completed.insert(delivery.body);
+                }
+                other => {
+                    lock(&ledger).violations.push(format!(
+                        "drain: completing `{}` (seq {}) answered {other:?}",
+                        delivery.body, delivery.seq
+                    ));
+                    return;
+                }
             }
         }
     }
@@ -533,9 +562,10 @@ async fn crash_soak() {
 
 /// Peek-locks one message of `entity` on `host`, expecting one.
 async fn receive_one(host: &Host, entity: &str) -> Delivery {
-    receive(&host.http, &host.url, entity)
+    receive(&host.http, &host.url, entity, 1)
         .await
         .unwrap_or_else(|e| panic!("receive from {entity}: {e}\n{}", log_tail(host)))
+        .pop()
         .unwrap_or_else(|| panic!("{entity} is empty\n{}", log_tail(host)))
 }
 

@@ -3,7 +3,9 @@
 //!
 //! The index is rebuilt from the store on start; locks live only here, so a
 //! restart releases every lock (the delivery count, persisted at receive
-//! time, stays incremented). In a session-enabled queue every ready message
+//! time in a delivery log, stays incremented). The index also counts, per
+//! delivery log, the messages whose latest count it holds, so the broker
+//! can drop a log once nothing refers to it. In a session-enabled queue every ready message
 //! is also filed under its session, so a session receiver finds the next
 //! message of its session directly.
 
@@ -22,7 +24,13 @@ pub(super) struct Slot {
     pub(super) session: Option<Arc<str>>,
     /// The body's length, for the queue's size without reading the store.
     pub(super) body_bytes: u64,
+    /// The delivery log holding this message's latest delivery count, if
+    /// one does (the stored message record may hold an older count).
+    delivery_log: Option<DeliveryLogId>,
 }
+
+/// Names one delivery log record: the delivery counts one receive wrote.
+pub(super) type DeliveryLogId = u64;
 
 impl Slot {
     pub(super) fn state(&self, now_ms: i64) -> MessageState {
@@ -90,6 +98,10 @@ pub(super) struct Index {
     locked: usize,
     /// Deferred slots not locked.
     deferred_free: usize,
+    /// Slots whose latest count is in each delivery log.
+    log_refs: HashMap<DeliveryLogId, u32>,
+    /// Delivery logs no slot refers to any more; the broker deletes them.
+    released_logs: Vec<DeliveryLogId>,
 }
 
 impl Index {
@@ -149,9 +161,11 @@ impl Index {
                 deferred: new.deferred,
                 session: new.session,
                 body_bytes: new.body_bytes,
+                delivery_log: None,
             },
         );
         let before = old.as_ref().map_or((false, false), Slot::class);
+        self.release_log(old.and_then(|o| o.delivery_log));
         self.tally(before, (false, new.deferred));
         if !new.deferred {
             self.make_available(seq, new.visible_at_ms, now_ms);
@@ -162,7 +176,60 @@ impl Index {
         self.unready(seq);
         let slot = self.slots.remove(&seq)?;
         self.tally(slot.class(), (false, false));
+        self.release_log(slot.delivery_log);
         Some(slot)
+    }
+
+    /// Notes that delivery log `log` now holds `seq`'s delivery count; the
+    /// log that held it before loses a reference.
+    pub(super) fn logged(&mut self, seq: SequenceNumber, log: DeliveryLogId) {
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        let old = slot.delivery_log.replace(log);
+        *self.log_refs.entry(log).or_default() += 1;
+        self.release_log(old);
+    }
+
+    /// Notes that `seq`'s stored record holds its latest delivery count
+    /// again; the log that held it loses a reference.
+    pub(super) fn unlogged(&mut self, seq: SequenceNumber) {
+        let old = self.slots.get_mut(&seq).and_then(|s| s.delivery_log.take());
+        self.release_log(old);
+    }
+
+    /// Replays a delivery log entry at load: counts only grow (a message
+    /// record rewritten after the log holds the higher count already).
+    pub(super) fn replay_delivery(&mut self, seq: SequenceNumber, count: u32, log: DeliveryLogId) {
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return; // settled after that receive
+        };
+        slot.delivery_count = slot.delivery_count.max(count);
+        self.logged(seq, log);
+    }
+
+    /// Marks a log whose references are all gone for deletion. Replay at
+    /// load may find a log no message refers to: it goes the same way.
+    pub(super) fn release_unreferenced(&mut self, log: DeliveryLogId) {
+        if !self.log_refs.contains_key(&log) {
+            self.released_logs.push(log);
+        }
+    }
+
+    fn release_log(&mut self, log: Option<DeliveryLogId>) {
+        let Some(log) = log else { return };
+        if let Some(refs) = self.log_refs.get_mut(&log) {
+            *refs = refs.saturating_sub(1);
+            if *refs == 0 {
+                self.log_refs.remove(&log);
+                self.released_logs.push(log);
+            }
+        }
+    }
+
+    /// Delivery logs no message refers to any more, to delete from the store.
+    pub(super) fn take_released_logs(&mut self) -> Vec<DeliveryLogId> {
+        std::mem::take(&mut self.released_logs)
     }
 
     fn set_ready(&mut self, seq: SequenceNumber) {

@@ -17,7 +17,11 @@
 //!
 //! Durability: a send, receive, complete or dead-letter returns only once
 //! it is on disk (group commit). Locks live in memory: after a crash every
-//! locked message is delivered again, with its delivery count kept.
+//! locked message is delivered again, with its delivery count kept. A
+//! peek-lock receive writes its messages' new delivery counts as one small
+//! *delivery log* record ([`Broker::log_deliveries`]) rather than rewriting
+//! every message record; loading replays the logs, and a log is deleted
+//! once no message refers to it.
 
 mod dedup;
 pub mod filter;
@@ -37,7 +41,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::store::{self, Store, StoreError};
 use dedup::Dedup;
-use index::{Index, NewSlot, Next};
+use index::{DeliveryLogId, Index, NewSlot, Next};
 use listeners::Listeners;
 pub use message::{
     DeadLetterInfo, LockToken, MessageLock, MessageRecord, MessageState, NewMessage, PeekedMessage,
@@ -382,6 +386,8 @@ struct QueueState {
     /// End (exclusive) of the block of sequence numbers the store has
     /// reserved; see [`QueueState::assign_sequence`].
     sequence_reserved: SequenceNumber,
+    /// The id the next delivery log record gets (never reused).
+    next_delivery_log: DeliveryLogId,
     active: Index,
     dead_letters: Index,
     deleted: bool,
@@ -428,6 +434,7 @@ impl QueueState {
         QueueState {
             next_sequence: 1,
             sequence_reserved: 0,
+            next_delivery_log: 1,
             active: Index::default(),
             dead_letters: Index::default(),
             deleted: false,
@@ -487,6 +494,7 @@ const TAG_DEAD_LETTER: u8 = b'd';
 const TAG_NEXT_SEQUENCE: u8 = b'n';
 const TAG_DEDUP: u8 = b'u';
 const TAG_SESSION_STATE: u8 = b's';
+const TAG_DELIVERIES: u8 = b'c';
 
 fn key_prefix(entity: &str, tag: u8) -> Vec<u8> {
     let mut key = Vec::with_capacity(entity.len() + 10);
@@ -508,6 +516,21 @@ fn message_key(queue: &str, dead_letter: bool, seq: SequenceNumber) -> Vec<u8> {
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
+
+/// Key of a delivery log record: the sub-queue it counts, then its id.
+fn delivery_log_key(queue: &str, dead_letter: bool, id: DeliveryLogId) -> Vec<u8> {
+    let mut key = key_prefix(queue, TAG_DELIVERIES);
+    key.push(u8::from(dead_letter));
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// What a delivery log record holds: (sequence number, delivery count).
+type DeliveryLog = Vec<(SequenceNumber, u32)>;
+/// Receives of at least this many messages log their delivery counts in
+/// one record; smaller ones rewrite each message record (fewer writes:
+/// a log also has to be deleted later).
+const DELIVERY_LOG_MIN_MESSAGES: usize = 4;
 
 fn dedup_key(entity: &str, id: &str) -> Vec<u8> {
     let mut key = key_prefix(entity, TAG_DEDUP);
@@ -744,6 +767,7 @@ impl Broker {
                     TAG_NEXT_SEQUENCE,
                     TAG_DEDUP,
                     TAG_SESSION_STATE,
+                    TAG_DELIVERIES,
                 ],
             )?;
         }
@@ -1067,7 +1091,7 @@ impl Broker {
             return Err(BrokerError::QueueNotFound(queue.name.clone()));
         }
         let mut taken = Vec::new();
-        loop {
+        let next_time = loop {
             let now = now_ms();
             if let Some((id, token)) = session
                 && !session::holds(&state, id, token, now)
@@ -1078,13 +1102,13 @@ impl Broker {
                 });
             }
             if taken.len() >= max {
-                return Ok((taken, None));
+                break None;
             }
             match state
                 .index(path.dead_letter)
                 .next(now, limit, session.map(|(id, _)| id))
             {
-                Next::Wait(at) => return Ok((taken, at)),
+                Next::Wait(at) => break at,
                 Next::Exhausted(seq) => {
                     let count = state.active.get(seq).map_or(0, |s| s.delivery_count);
                     self.move_to_dead_letter(queue, &mut state, seq, |record| {
@@ -1103,7 +1127,10 @@ impl Broker {
                     let mut record: MessageRecord = store::decode(TREE, &bytes)?;
                     match mode {
                         ReceiveMode::ReceiveAndDelete => {
-                            state.index(path.dead_letter).remove(seq);
+                            // The index has the latest count; the record may not.
+                            if let Some(slot) = state.index(path.dead_letter).remove(seq) {
+                                record.delivery_count = slot.delivery_count;
+                            }
                             state.size_in_bytes =
                                 state.size_in_bytes.saturating_sub(record.body.len() as u64);
                             batch.remove(key);
@@ -1122,25 +1149,84 @@ impl Broker {
                                 seq,
                                 record,
                                 now,
-                                batch,
-                            )? {
+                            ) {
                                 taken.push(message);
                             }
                         }
                     }
                 }
             }
-        }
+        };
+        let locked = match mode {
+            ReceiveMode::PeekLock => &taken[..],
+            ReceiveMode::ReceiveAndDelete => &[],
+        };
+        self.log_deliveries(queue, &mut state, path.dead_letter, locked, batch)?;
+        Ok((taken, next_time))
     }
 
-    /// Locks a message for a receiver and adds its new delivery count to
-    /// `batch`, so that after a crash the redelivery still counts this
-    /// attempt (caller holds the state lock, applies `batch` after releasing
-    /// it, then commits).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the state lock guard and the pending writes travel with the message"
-    )]
+    /// Adds to `batch` the new delivery counts of the messages one receive
+    /// `locked`, then the deletion of every delivery log no message refers
+    /// to any more (caller holds the state lock). A receive of a few
+    /// messages rewrites their records; a larger one writes one small log
+    /// record instead of a record per message. Deletions come last, after
+    /// whatever made those logs unreferenced: sled recovers a prefix of its
+    /// log, so a log's deletion never survives a crash without the write
+    /// that superseded it (a later count, or the message's removal).
+    fn log_deliveries(
+        &self,
+        queue: &Queue,
+        state: &mut QueueState,
+        dead_letter: bool,
+        locked: &[ReceivedMessage],
+        batch: &mut Writes,
+    ) -> Result<(), BrokerError> {
+        if locked.len() >= DELIVERY_LOG_MIN_MESSAGES {
+            let id = state.next_delivery_log;
+            state.next_delivery_log += 1;
+            let index = state.index(dead_letter);
+            let mut log = DeliveryLog::with_capacity(locked.len());
+            for message in locked {
+                index.logged(message.sequence_number, id);
+                log.push((message.sequence_number, message.record.delivery_count));
+            }
+            batch.insert(
+                delivery_log_key(&queue.name, dead_letter, id),
+                store::encode(TREE, &log)?,
+            );
+        } else {
+            for message in locked {
+                state.index(dead_letter).unlogged(message.sequence_number);
+                batch.insert(
+                    message_key(&queue.name, dead_letter, message.sequence_number),
+                    store::encode(TREE, &message.record)?,
+                );
+            }
+        }
+        for id in state.index(dead_letter).take_released_logs() {
+            batch.remove(delivery_log_key(&queue.name, dead_letter, id));
+        }
+        Ok(())
+    }
+
+    /// Deletes the delivery logs no message refers to any more, at once
+    /// (caller holds the state lock and has written what released them).
+    fn drop_released_logs(&self, queue: &Queue, state: &mut QueueState) -> Result<(), BrokerError> {
+        for dead_letter in [false, true] {
+            for id in state.index(dead_letter).take_released_logs() {
+                self.store
+                    .messages()
+                    .remove(delivery_log_key(&queue.name, dead_letter, id))
+                    .map_err(StoreError::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Locks a message for a receiver and counts the delivery (caller holds
+    /// the state lock and makes the count durable with
+    /// [`Broker::log_deliveries`] before the receiver sees the message, so
+    /// that after a crash the redelivery still counts this attempt).
     fn lock_record(
         &self,
         queue: &Queue,
@@ -1149,22 +1235,15 @@ impl Broker {
         seq: SequenceNumber,
         mut record: MessageRecord,
         now: i64,
-        batch: &mut Writes,
-    ) -> Result<Option<ReceivedMessage>, BrokerError> {
+    ) -> Option<ReceivedMessage> {
         let lock_ms = queue.properties().lock_duration_ms();
-        let Some((lock, count)) = state.index(dead_letter).lock(seq, lock_ms, now) else {
-            return Ok(None);
-        };
+        let (lock, count) = state.index(dead_letter).lock(seq, lock_ms, now)?;
         record.delivery_count = count;
-        batch.insert(
-            message_key(&queue.name, dead_letter, seq),
-            store::encode(TREE, &record)?,
-        );
-        Ok(Some(ReceivedMessage {
+        Some(ReceivedMessage {
             sequence_number: seq,
             lock: Some(lock),
             record,
-        }))
+        })
     }
 
     /// Handles a message past its time-to-live (caller holds the state lock).
@@ -1199,7 +1278,7 @@ impl Broker {
         if let Some(slot) = state.index(dead_letter).remove(seq) {
             state.size_in_bytes = state.size_in_bytes.saturating_sub(slot.body_bytes);
         }
-        Ok(())
+        self.drop_released_logs(queue, state)
     }
 
     /// Moves an active message to the dead-letter sub-queue (caller holds the state lock).
@@ -1237,6 +1316,7 @@ impl Broker {
         state
             .dead_letters
             .insert(seq, new_slot(&record, true), now_ms());
+        self.drop_released_logs(queue, state)?;
         queue.arrivals.notify_waiters();
         if queue
             .properties()
@@ -1333,6 +1413,9 @@ impl Broker {
                 batch.remove(message_key(&queue.name, path.dead_letter, seq));
                 outcomes.push(Ok(()));
                 any = true;
+            }
+            if any {
+                self.log_deliveries(&queue, &mut state, path.dead_letter, &[], &mut batch)?;
             }
         }
         if any {
@@ -1472,18 +1555,13 @@ impl Broker {
                     continue;
                 };
                 let record: MessageRecord = store::decode(TREE, &bytes)?;
-                if let Some(message) = self.lock_record(
-                    &queue,
-                    &mut state,
-                    path.dead_letter,
-                    seq,
-                    record,
-                    now,
-                    &mut batch,
-                )? {
+                if let Some(message) =
+                    self.lock_record(&queue, &mut state, path.dead_letter, seq, record, now)
+                {
                     received.push(message);
                 }
             }
+            self.log_deliveries(&queue, &mut state, path.dead_letter, &received, &mut batch)?;
         }
         batch.apply(self.store.messages())?;
         drop(writes);
@@ -1576,6 +1654,7 @@ impl Broker {
                 state.dead_letters.remove(old);
                 state.active.insert(new, slot, now);
             }
+            self.drop_released_logs(&queue, &mut state)?;
             count
         };
         self.store.commit().await?;
@@ -1826,8 +1905,52 @@ fn load_state(
             state.next_sequence = state.next_sequence.max(seq + 1);
         }
     }
+    replay_delivery_logs(store, name, &mut state)?;
     load_dedup(store, name, &mut state.dedup)?;
     Ok(state)
+}
+
+/// Applies the delivery logs to the rebuilt index, oldest first (a message
+/// keeps its highest count), and deletes the logs no message needs.
+fn replay_delivery_logs(
+    store: &Store,
+    name: &str,
+    state: &mut QueueState,
+) -> Result<(), BrokerError> {
+    let prefix = key_prefix(name, TAG_DELIVERIES);
+    let mut logs = Vec::new();
+    for entry in store.messages().scan_prefix(&prefix) {
+        let (key, bytes) = entry.map_err(StoreError::from)?;
+        let (dead_letter, id) = match &key[prefix.len()..] {
+            [flag @ (0 | 1), id @ ..] if id.len() == 8 => {
+                let mut raw = [0u8; 8];
+                raw.copy_from_slice(id);
+                (*flag == 1, DeliveryLogId::from_be_bytes(raw))
+            }
+            _ => return Err(corrupt(format!("bad delivery log key in `{name}`")).into()),
+        };
+        let log: DeliveryLog = store::decode(TREE, &bytes)?;
+        logs.push((id, dead_letter, log));
+    }
+    // Ids grow with time whichever sub-queue they count.
+    logs.sort_unstable_by_key(|&(id, _, _)| id);
+    for (id, dead_letter, log) in logs {
+        let index = state.index(dead_letter);
+        for (seq, count) in log {
+            index.replay_delivery(seq, count, id);
+        }
+        index.release_unreferenced(id);
+        state.next_delivery_log = state.next_delivery_log.max(id + 1);
+    }
+    for dead_letter in [false, true] {
+        for id in state.index(dead_letter).take_released_logs() {
+            store
+                .messages()
+                .remove(delivery_log_key(name, dead_letter, id))
+                .map_err(StoreError::from)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reloads remembered message ids (duplicate detection) of an entity.
@@ -1865,3 +1988,6 @@ fn set_properties(record: &mut MessageRecord, modify: &[(String, String)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
