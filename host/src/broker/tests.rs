@@ -161,26 +161,21 @@ async fn delivery_logs_of_settled_messages_are_deleted_at_open() {
     {
         let broker = &first;
         queue_with(broker, DELIVERY_LOG_MIN_MESSAGES).await;
-        // A log left behind (say, its deletion was lost in a crash) for a
-        // message that exists and one for a message that does not.
-        let log: DeliveryLog = vec![(1, 4), (99, 7)];
-        broker
-            .store
-            .messages()
-            .insert(
-                delivery_log_key("q", false, 5),
-                store::encode(TREE, &log).expect("encode"),
-            )
-            .expect("insert");
-        let stale: DeliveryLog = vec![(98, 1)];
-        broker
-            .store
-            .messages()
-            .insert(
-                delivery_log_key("q", false, 3),
-                store::encode(TREE, &stale).expect("encode"),
-            )
-            .expect("insert");
+        // Logs left behind (say, their deletion was lost in a crash): one
+        // for a message that exists and one that does not, one only for
+        // messages that do not.
+        let plant = |id: DeliveryLogId, log: DeliveryLog| {
+            broker
+                .store
+                .messages()
+                .insert(
+                    delivery_log_key("q", false, id),
+                    store::encode(TREE, &log).expect("encode"),
+                )
+                .expect("insert");
+        };
+        plant(5, vec![(1, 4), (99, 7)]);
+        plant(3, vec![(98, 1)]);
         broker.store.commit().await.expect("commit");
     }
     let (_copy, broker) = crash_copy(dir.path());
