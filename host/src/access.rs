@@ -6,7 +6,7 @@
 //! as Azure does, so a new host is secure by default; `sluice serve` prints
 //! its connection string and writes it beside the data.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::auth::{Policy, PolicyScope, Right};
 use crate::store::{Store, StoreError};
@@ -35,7 +35,9 @@ pub enum AccessError {
 /// The policies of one host.
 pub struct Access {
     store: Store,
-    policies: RwLock<Vec<Policy>>,
+    /// Replaced whole on a change, so a request's check takes a reference,
+    /// not a copy of every policy and key.
+    policies: RwLock<Arc<Vec<Policy>>>,
 }
 
 fn key(policy: &Policy) -> String {
@@ -59,7 +61,7 @@ impl Access {
         }
         let access = Access {
             store,
-            policies: RwLock::new(policies),
+            policies: RwLock::new(Arc::new(policies)),
         };
         if access.root().is_none() {
             let root = Policy::generate(
@@ -84,7 +86,7 @@ impl Access {
     }
 
     /// Every policy (keys included: callers decide what to show).
-    pub fn policies(&self) -> Vec<Policy> {
+    pub fn policies(&self) -> Arc<Vec<Policy>> {
         self.policies
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,7 +127,7 @@ impl Access {
                 .entities()
                 .insert(key(&policy), json)
                 .map_err(StoreError::from)?;
-            policies.push(policy.clone());
+            Arc::make_mut(&mut policies).push(policy.clone());
         }
         self.store.commit().await?;
         Ok(policy)
@@ -141,7 +143,7 @@ impl Access {
             else {
                 return Err(AccessError::NotFound(name.to_string()));
             };
-            let removed = policies.remove(at);
+            let removed = Arc::make_mut(&mut policies).remove(at);
             self.store
                 .entities()
                 .remove(key(&removed))
