@@ -1157,11 +1157,15 @@ impl Broker {
                 }
             }
         };
-        let locked = match mode {
-            ReceiveMode::PeekLock => &taken[..],
-            ReceiveMode::ReceiveAndDelete => &[],
-        };
-        self.log_deliveries(queue, &mut state, path.dead_letter, locked, batch)?;
+        // Only a receive that took something applies `batch`; the logs an
+        // empty one would release wait for the next write.
+        if !taken.is_empty() {
+            let locked = match mode {
+                ReceiveMode::PeekLock => &taken[..],
+                ReceiveMode::ReceiveAndDelete => &[],
+            };
+            self.log_deliveries(queue, &mut state, path.dead_letter, locked, batch)?;
+        }
         Ok((taken, next_time))
     }
 
@@ -1203,23 +1207,7 @@ impl Broker {
                 );
             }
         }
-        for id in state.index(dead_letter).take_released_logs() {
-            batch.remove(delivery_log_key(&queue.name, dead_letter, id));
-        }
-        Ok(())
-    }
-
-    /// Deletes the delivery logs no message refers to any more, at once
-    /// (caller holds the state lock and has written what released them).
-    fn drop_released_logs(&self, queue: &Queue, state: &mut QueueState) -> Result<(), BrokerError> {
-        for dead_letter in [false, true] {
-            for id in state.index(dead_letter).take_released_logs() {
-                self.store
-                    .messages()
-                    .remove(delivery_log_key(&queue.name, dead_letter, id))
-                    .map_err(StoreError::from)?;
-            }
-        }
+        queue_released_logs(&queue.name, state, dead_letter, batch);
         Ok(())
     }
 
@@ -1278,7 +1266,7 @@ impl Broker {
         if let Some(slot) = state.index(dead_letter).remove(seq) {
             state.size_in_bytes = state.size_in_bytes.saturating_sub(slot.body_bytes);
         }
-        self.drop_released_logs(queue, state)
+        remove_released_logs(&self.store, &queue.name, state)
     }
 
     /// Moves an active message to the dead-letter sub-queue (caller holds the state lock).
@@ -1316,7 +1304,7 @@ impl Broker {
         state
             .dead_letters
             .insert(seq, new_slot(&record, true), now_ms());
-        self.drop_released_logs(queue, state)?;
+        remove_released_logs(&self.store, &queue.name, state)?;
         queue.arrivals.notify_waiters();
         if queue
             .properties()
@@ -1415,7 +1403,7 @@ impl Broker {
                 any = true;
             }
             if any {
-                self.log_deliveries(&queue, &mut state, path.dead_letter, &[], &mut batch)?;
+                queue_released_logs(&queue.name, &mut state, path.dead_letter, &mut batch);
             }
         }
         if any {
@@ -1654,7 +1642,7 @@ impl Broker {
                 state.dead_letters.remove(old);
                 state.active.insert(new, slot, now);
             }
-            self.drop_released_logs(&queue, &mut state)?;
+            remove_released_logs(&self.store, &queue.name, &mut state)?;
             count
         };
         self.store.commit().await?;
@@ -1942,11 +1930,29 @@ fn replay_delivery_logs(
         index.release_unreferenced(id);
         state.next_delivery_log = state.next_delivery_log.max(id + 1);
     }
+    remove_released_logs(store, name, state)
+}
+
+/// Adds to `batch` the deletion of the delivery logs of one sub-queue that
+/// no message refers to any more; after the writes that released them.
+fn queue_released_logs(queue: &str, state: &mut QueueState, dead_letter: bool, batch: &mut Writes) {
+    for id in state.index(dead_letter).take_released_logs() {
+        batch.remove(delivery_log_key(queue, dead_letter, id));
+    }
+}
+
+/// Deletes the delivery logs no message of `queue` refers to any more, now
+/// (caller holds the state lock and has written what released them).
+fn remove_released_logs(
+    store: &Store,
+    queue: &str,
+    state: &mut QueueState,
+) -> Result<(), BrokerError> {
     for dead_letter in [false, true] {
         for id in state.index(dead_letter).take_released_logs() {
             store
                 .messages()
-                .remove(delivery_log_key(name, dead_letter, id))
+                .remove(delivery_log_key(queue, dead_letter, id))
                 .map_err(StoreError::from)?;
         }
     }
