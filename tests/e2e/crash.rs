@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::Host;
+use crate::support::{Host, broker_properties};
 
 const QUEUE: &str = "crashy";
 /// Concurrent senders: enough that several sends share each group commit
@@ -632,9 +632,7 @@ async fn locks_held_at_a_crash_expire_and_redelivery_counts_the_delivery() {
         .await
         .expect("receive dead letter");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
-            .expect("json");
+    let props = broker_properties(&r);
     assert_eq!(props["DeadLetterReason"], "MaxDeliveryCountExceeded");
     assert_eq!(r.text().await.expect("body"), "poison");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Host, PANICS, component, settle_path};
+use crate::support::{Host, PANICS, broker_properties, component, settle_path};
 
 async fn send_with(host: &Host, entity: &str, body: &str, props: Value) -> StatusCode {
     host.http
@@ -169,8 +169,7 @@ async fn deferred_message_is_received_only_by_its_sequence_number() {
         .await
         .expect("receive deferred");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("h")).expect("json");
+    let props = broker_properties(&r);
     assert_eq!(props["State"], "Deferred");
     assert_eq!(props["DeliveryCount"], 2);
     let location = r.headers()["location"]

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Host, settle_path};
+use crate::support::{Host, broker_properties, settle_path};
 
 #[tokio::test]
 async fn sent_message_is_received_under_peek_lock_and_completed() {
@@ -32,9 +32,7 @@ async fn sent_message_is_received_under_peek_lock_and_completed() {
         .await
         .expect("receive");
     assert_eq!(r.status(), StatusCode::CREATED);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
-            .expect("json");
+    let props = broker_properties(&r);
     assert_eq!(props["MessageId"], "m-1");
     assert_eq!(props["CorrelationId"], "c-1");
     assert_eq!(props["Label"], "order");
@@ -213,9 +211,7 @@ async fn receive_and_delete_removes_the_message_and_sequence_numbers_increase() 
             .await
             .expect("receive");
         assert_eq!(r.status(), StatusCode::OK);
-        let props: Value =
-            serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("h"))
-                .expect("json");
+        let props = broker_properties(&r);
         seqs.push(props["SequenceNumber"].as_u64().expect("seq"));
         assert_eq!(r.text().await.expect("body"), expected);
     }

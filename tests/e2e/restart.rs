@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::order_flow::deploy_order_flow;
-use crate::support::{Host, event, order};
+use crate::support::{Host, broker_properties, event, order};
 
 #[tokio::test]
 async fn queued_messages_locks_and_deployed_functions_survive_a_crash() {
@@ -38,8 +38,7 @@ async fn queued_messages_locks_and_deployed_functions_survive_a_crash() {
         .await
         .expect("receive");
     assert_eq!(r.status(), 201);
-    let props: Value =
-        serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("h")).expect("json");
+    let props = broker_properties(&r);
     assert_eq!(props["SequenceNumber"], 1);
     assert_eq!(props["DeliveryCount"], 2);
 
@@ -101,9 +100,7 @@ async fn sequence_numbers_keep_increasing_across_a_crash_after_every_message_was
                 .await
                 .expect("receive and delete");
             assert_eq!(r.status(), 200);
-            let props: Value =
-                serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
-                    .expect("BrokerProperties is JSON");
+            let props = broker_properties(&r);
             let seq = props["SequenceNumber"].as_u64().expect("SequenceNumber");
             assert!(
                 seq > highest,

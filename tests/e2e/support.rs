@@ -318,9 +318,7 @@ impl Host {
             reqwest::StatusCode::CREATED,
             "peek-lock {entity}"
         );
-        let props: Value =
-            serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
-                .expect("BrokerProperties is JSON");
+        let props = broker_properties(&r);
         let path = settle_path(r.headers()["location"].to_str().expect("location"));
         Some((props, path, r.text().await.expect("body")))
     }
@@ -364,6 +362,12 @@ impl Drop for Host {
             let _ = child.wait();
         }
     }
+}
+
+/// A received message's `BrokerProperties` header, parsed.
+pub(crate) fn broker_properties(r: &reqwest::Response) -> Value {
+    serde_json::from_str(r.headers()["brokerproperties"].to_str().expect("header"))
+        .expect("BrokerProperties is JSON")
 }
 
 /// The path part of a `Location` URL (`http://host/q/messages/1/token` → `/q/messages/1/token`).
