@@ -384,6 +384,16 @@ impl Index {
         }
     }
 
+    /// Takes back a lock whose receiver left before the message reached it
+    /// (a handoff that found the receiver gone): the message is receivable
+    /// again and the delivery that never happened is not counted.
+    pub(super) fn release_undelivered(&mut self, seq: SequenceNumber, now_ms: i64) {
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.delivery_count = slot.delivery_count.saturating_sub(1);
+        }
+        self.unlock(seq, now_ms, now_ms);
+    }
+
     /// Sets a locked message aside until it is received by sequence number.
     pub(super) fn defer(&mut self, seq: SequenceNumber) {
         if let Some(slot) = self.slots.get_mut(&seq) {

@@ -21,10 +21,13 @@
 //! peek-lock receive writes its messages' new delivery counts as one small
 //! *delivery log* record ([`Broker::log_deliveries`]) rather than rewriting
 //! every message record; loading replays the logs, and a log is deleted
-//! once no message refers to it.
+//! once no message refers to it. A message sent while a peek-lock receiver
+//! waits is handed to it directly ([`handoff`]): the send writes the record
+//! with that first delivery counted, so one commit covers both.
 
 mod dedup;
 pub mod filter;
+mod handoff;
 mod index;
 mod listeners;
 pub mod message;
@@ -41,6 +44,7 @@ use tokio::sync::Notify;
 use crate::clock::now_ms;
 use crate::store::{self, Store, StoreError};
 use dedup::Dedup;
+use handoff::{Waiter, Waiters, Waiting};
 use index::{DeliveryLogId, Index, NewSlot, Next};
 use listeners::Listeners;
 pub use message::{
@@ -394,6 +398,8 @@ struct QueueState {
     dedup: Dedup,
     sessions: HashMap<String, session::SessionLock>,
     size_in_bytes: u64,
+    /// Peek-lock receivers waiting for a send ([`handoff`]).
+    waiters: Waiters,
 }
 
 impl Queue {
@@ -441,6 +447,7 @@ impl QueueState {
             dedup: Dedup::new(properties.dedup_window_ms()),
             sessions: HashMap::new(),
             size_in_bytes: 0,
+            waiters: Waiters::default(),
         }
     }
 
@@ -560,6 +567,27 @@ fn new_slot(record: &MessageRecord, dead_letter: bool) -> NewSlot {
         session: record.session_id.as_deref().map(Arc::from),
         body_bytes: record.body.len() as u64,
     }
+}
+
+/// What [`Broker::try_take`] found.
+struct Taken<'q> {
+    messages: Vec<ReceivedMessage>,
+    /// What taking them changed, to apply once the state lock is released.
+    writes: Writes,
+    /// When the next message becomes receivable, if one is waiting for a time.
+    next_time: Option<i64>,
+    /// A receiver that found nothing, registered for a handoff.
+    waiting: Option<Waiting<'q>>,
+}
+
+/// A message a send numbered, to enter into the index once it is durable.
+struct Assigned {
+    seq: SequenceNumber,
+    slot: NewSlot,
+    body_bytes: u64,
+    /// The waiter (index into the send's handoffs) it goes to, and the
+    /// record it gets.
+    handoff: Option<(usize, MessageRecord)>,
 }
 
 /// Writes that need not be atomic together (delivery counts, removals of
@@ -926,8 +954,8 @@ impl Broker {
         // with a plain insert: a batch takes sled's global write lock.
         let mut single: Option<(Vec<u8>, Vec<u8>)> = None;
         let mut writes_in_batch = 0usize;
-        let mut assigned: Vec<Vec<(SequenceNumber, NewSlot, u64)>> =
-            (0..queues.len()).map(|_| Vec::new()).collect();
+        let mut assigned: Vec<Vec<Assigned>> = (0..queues.len()).map(|_| Vec::new()).collect();
+        let mut handoffs: Vec<Vec<Waiter>> = (0..queues.len()).map(|_| Vec::new()).collect();
         {
             let mut guards: HashMap<&str, MutexGuard<'_, QueueState>> = HashMap::new();
             for &i in &order {
@@ -940,6 +968,8 @@ impl Broker {
                 if state.deleted {
                     return Err(BrokerError::QueueNotFound(queue.name.clone()));
                 }
+                // Room left with the waiter taken last.
+                let mut room = 0usize;
                 for message in batches[i].drain(..) {
                     if queue.properties().requires_duplicate_detection
                         && let Some(id) = &message.message_id
@@ -953,12 +983,34 @@ impl Broker {
                         writes_in_batch += 2;
                     }
                     let seq = state.assign_sequence(&self.store, &queue.name)?;
-                    let record = message.into_record(now, queue.properties().ttl_ms());
-                    assigned[i].push((seq, new_slot(&record, false), record.body.len() as u64));
+                    let mut record = message.into_record(now, queue.properties().ttl_ms());
+                    let slot = new_slot(&record, false);
+                    let receivable_now = record.visible_at_ms <= now
+                        && record.expires_at_ms.is_none_or(|at| at > now);
+                    if receivable_now
+                        && room == 0
+                        && let Some(waiter) = state.waiters.take()
+                    {
+                        room = waiter.max;
+                        handoffs[i].push(waiter);
+                    }
+                    // The record goes to a waiting receiver: it is written
+                    // with the delivery that receiver is about to get.
+                    let handed_to = (receivable_now && room > 0).then(|| {
+                        room -= 1;
+                        record.delivery_count = 1;
+                        handoffs[i].len() - 1
+                    });
                     let (key, value) = (
                         message_key(&queue.name, false, seq),
                         store::encode(TREE, &record)?,
                     );
+                    assigned[i].push(Assigned {
+                        seq,
+                        slot,
+                        body_bytes: record.body.len() as u64,
+                        handoff: handed_to.map(|waiter| (waiter, record)),
+                    });
                     writes_in_batch += 1;
                     if writes_in_batch == 1 {
                         single = Some((key, value));
@@ -982,15 +1034,53 @@ impl Broker {
         let now = now_ms();
         let mut result = Vec::with_capacity(queues.len());
         for (i, queue) in queues.iter().enumerate() {
+            let lock_ms = queue.properties().lock_duration_ms();
+            let mut handed: Vec<Vec<ReceivedMessage>> = handoffs[i]
+                .iter()
+                .map(|w| Vec::with_capacity(w.max))
+                .collect();
+            let mut queued = false;
             let mut state = queue.state();
             let mut seqs = Vec::with_capacity(assigned[i].len());
-            for (seq, slot, size) in assigned[i].drain(..) {
+            for Assigned {
+                seq,
+                slot,
+                body_bytes,
+                handoff,
+            } in assigned[i].drain(..)
+            {
                 state.active.insert(seq, slot, now);
-                state.size_in_bytes += size;
+                state.size_in_bytes += body_bytes;
                 seqs.push(seq);
+                match handoff {
+                    Some((waiter, record)) => {
+                        if let Some((lock, _)) = state.active.lock(seq, lock_ms, now) {
+                            handed[waiter].push(ReceivedMessage {
+                                sequence_number: seq,
+                                lock: Some(lock),
+                                record,
+                            });
+                        }
+                    }
+                    None => queued = true,
+                }
             }
             drop(state);
-            queue.arrivals.notify_waiters();
+            for (waiter, messages) in handoffs[i].drain(..).zip(handed) {
+                if let Err(undelivered) = waiter.deliver(messages) {
+                    // The receiver left after the send took it.
+                    let mut state = queue.state();
+                    for message in undelivered {
+                        state
+                            .active
+                            .release_undelivered(message.sequence_number, now);
+                    }
+                    queued = true;
+                }
+            }
+            if queued {
+                queue.arrivals.notify_waiters();
+            }
             result.push(seqs);
         }
         Ok(result)
@@ -1038,6 +1128,10 @@ impl Broker {
     ) -> Result<Vec<ReceivedMessage>, BrokerError> {
         let deadline = tokio::time::Instant::now() + wait;
         let _listening = queue.listeners[usize::from(path.dead_letter)].enter();
+        // A plain peek-lock receiver of the queue can be handed a message
+        // by the send itself ([`handoff`]).
+        let may_wait_for_handoff =
+            mode == ReceiveMode::PeekLock && session.is_none() && !path.dead_letter;
         loop {
             // Register for wake-ups before looking, so no arrival is missed.
             let arrival = queue.arrivals.notified();
@@ -1045,8 +1139,13 @@ impl Broker {
             arrival.as_mut().enable();
 
             let writes = queue.writes.read().await;
-            let mut batch = Writes::default();
-            let (taken, next_time) = self.try_take(queue, path, mode, session, max, &mut batch)?;
+            let handoff = may_wait_for_handoff && tokio::time::Instant::now() < deadline;
+            let Taken {
+                messages: taken,
+                writes: batch,
+                next_time,
+                waiting,
+            } = self.try_take(queue, path, mode, session, max, handoff)?;
             if !taken.is_empty() {
                 // The index changed under the state lock; sled is written
                 // after it is released (see `Queue::writes`). Removal
@@ -1061,30 +1160,55 @@ impl Broker {
             drop(writes);
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(Vec::new());
+                let handed = match waiting {
+                    Some(waiting) => waiting.withdraw().await,
+                    None => None,
+                };
+                return Ok(handed.unwrap_or_default());
             }
             let mut sleep_until = deadline;
             if let Some(at) = next_time {
                 let in_ms = u64::try_from(at - now_ms()).unwrap_or(0);
                 sleep_until = sleep_until.min(now + Duration::from_millis(in_ms));
             }
+            let Some(mut waiting) = waiting else {
+                tokio::select! {
+                    _ = &mut arrival => {}
+                    _ = tokio::time::sleep_until(sleep_until) => {}
+                }
+                continue;
+            };
             tokio::select! {
+                biased;
+                handed = waiting.delivered() => {
+                    // Committed by the send; `None`: its write failed.
+                    match handed {
+                        Some(messages) if !messages.is_empty() => return Ok(messages),
+                        _ => continue,
+                    }
+                }
                 _ = &mut arrival => {}
                 _ = tokio::time::sleep_until(sleep_until) => {}
+            }
+            if let Some(messages) = waiting.withdraw().await
+                && !messages.is_empty()
+            {
+                return Ok(messages);
             }
         }
     }
 
     /// Takes up to `max` receivable messages under the state lock.
-    fn try_take(
+    fn try_take<'q>(
         &self,
-        queue: &Queue,
+        queue: &'q Queue,
         path: &EntityPath,
         mode: ReceiveMode,
         session: Option<(&str, LockToken)>,
         max: usize,
-        batch: &mut Writes,
-    ) -> Result<(Vec<ReceivedMessage>, Option<i64>), BrokerError> {
+        wait_for_handoff: bool,
+    ) -> Result<Taken<'q>, BrokerError> {
+        let mut batch = Writes::default();
         let limit = (!path.dead_letter).then_some(queue.properties().max_delivery_count);
         let mut state = queue.state();
         if state.deleted {
@@ -1164,9 +1288,18 @@ impl Broker {
                 ReceiveMode::PeekLock => &taken[..],
                 ReceiveMode::ReceiveAndDelete => &[],
             };
-            self.log_deliveries(queue, &mut state, path.dead_letter, locked, batch)?;
+            self.log_deliveries(queue, &mut state, path.dead_letter, locked, &mut batch)?;
         }
-        Ok((taken, next_time))
+        // Found nothing: wait for a send in the same critical section, so
+        // none slips between this look and the registration.
+        let waiting = (taken.is_empty() && wait_for_handoff)
+            .then(|| Waiting::register(queue, &mut state.waiters, max));
+        Ok(Taken {
+            messages: taken,
+            writes: batch,
+            next_time,
+            waiting,
+        })
     }
 
     /// Adds to `batch` the new delivery counts of the messages one receive

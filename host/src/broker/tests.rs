@@ -198,3 +198,152 @@ async fn delivery_logs_of_settled_messages_are_deleted_at_open() {
             .is_some()
     );
 }
+
+/// Runs the scheduler until `queue` has `n` waiting receivers.
+async fn until_waiters(broker: &Broker, queue: &str, n: usize) {
+    let queue = broker.queue(queue).expect("queue");
+    for _ in 0..1000 {
+        if queue.state().waiters.len() == n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "expected {n} waiting receivers, found {}",
+        queue.state().waiters.len()
+    );
+}
+
+/// A peek-lock receive of up to `max` messages from `q`, waiting long.
+fn spawn_receive(
+    broker: &Arc<Broker>,
+    max: usize,
+) -> tokio::task::JoinHandle<Result<Vec<ReceivedMessage>, BrokerError>> {
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        broker
+            .receive_batch(
+                &EntityPath::parse("q"),
+                ReceiveMode::PeekLock,
+                max,
+                Duration::from_secs(30),
+            )
+            .await
+    })
+}
+
+// The tests below run on tokio's current-thread runtime: a spawned task runs
+// only when the test yields, so each step happens exactly where it says.
+
+#[tokio::test]
+async fn a_message_sent_to_a_waiting_receiver_is_locked_for_it_by_the_send_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let path = EntityPath::parse("q");
+    let receiver = spawn_receive(&broker, 5);
+    until_waiters(&broker, "q", 1).await;
+    broker
+        .send("q", vec![message("hello")])
+        .await
+        .expect("send");
+    // The receiver has not run since the send: the send locked it already,
+    // in the record it wrote, and took the receiver off the waiting list.
+    let info = broker.queue_info("q").expect("info");
+    assert_eq!((info.locked_message_count, info.message_count), (1, 1));
+    until_waiters(&broker, "q", 0).await;
+    let received = receiver.await.expect("join").expect("receive");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].record.body, b"hello");
+    assert_eq!(received[0].record.delivery_count, 1);
+    assert!(received[0].lock.is_some());
+    // That delivery is on disk with the message: after a crash it counts.
+    let (_copy, restarted) = crash_copy(dir.path());
+    let again = peek_lock(&restarted, &path, 5).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].record.delivery_count, 2);
+    // And the lock it got settles like any other.
+    complete(&broker, &path, &received).await;
+    assert_eq!(broker.queue_info("q").expect("info").message_count, 0);
+}
+
+#[tokio::test]
+async fn a_send_hands_each_waiting_receiver_at_most_what_it_asked_for_oldest_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let path = EntityPath::parse("q");
+    let mut receivers = Vec::new();
+    for max in [2, 1] {
+        receivers.push(spawn_receive(&broker, max));
+        until_waiters(&broker, "q", receivers.len()).await;
+    }
+    let sent = (1..=4).map(|i| message(&i.to_string())).collect();
+    broker.send("q", sent).await.expect("send");
+    let mut bodies = Vec::new();
+    for receiver in receivers {
+        let received = receiver.await.expect("join").expect("receive");
+        bodies.push(
+            received
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.record.body).into_owned())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(bodies, vec![vec!["1", "2"], vec!["3"]]);
+    // The fourth found no one waiting and is in the queue, never delivered.
+    let rest = peek_lock(&broker, &path, 5).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(
+        (
+            rest[0].record.body.as_slice(),
+            rest[0].record.delivery_count
+        ),
+        (&b"4"[..], 1)
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_gave_up_leaves_no_waiter_and_misses_no_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let path = EntityPath::parse("q");
+    let receiver = spawn_receive(&broker, 1);
+    until_waiters(&broker, "q", 1).await;
+    // The HTTP client hung up: the receive's future is dropped.
+    receiver.abort();
+    assert!(receiver.await.expect_err("aborted").is_cancelled());
+    until_waiters(&broker, "q", 0).await;
+    broker.send("q", vec![message("kept")]).await.expect("send");
+    let received = peek_lock(&broker, &path, 1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].record.delivery_count, 1);
+}
+
+#[tokio::test]
+async fn a_receiver_gone_after_the_send_took_it_gets_its_messages_back_into_the_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let queue = broker.queue("q").expect("queue");
+    let waiting = Waiting::register(&queue, &mut queue.state().waiters, 1);
+    let send = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.send("q", vec![message("orphan")]).await })
+    };
+    // The send took the waiter and now waits for its fsync.
+    until_waiters(&broker, "q", 0).await;
+    assert_eq!(broker.queue_info("q").expect("info").message_count, 0);
+    drop(waiting);
+    send.await.expect("join").expect("send");
+    // Receivable again, and the delivery that never reached anyone is not counted.
+    let info = broker.queue_info("q").expect("info");
+    assert_eq!(
+        (info.active_message_count, info.locked_message_count),
+        (1, 0)
+    );
+    let received = peek_lock(&broker, &EntityPath::parse("q"), 1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].record.delivery_count, 1);
+}
