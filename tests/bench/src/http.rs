@@ -48,7 +48,9 @@ impl Pool {
             .with_context(|| format!("{authority} is not an ip:port"))?;
         Ok(Pool {
             addr,
-            host: authority.parse().context("the host is not a header value")?,
+            host: authority
+                .parse()
+                .context("the host is not a header value")?,
             authorization: token
                 .parse()
                 .context("the SAS token is not a header value")?,

@@ -85,6 +85,11 @@ struct Args {
         default_value = "sluice,sluice-relaxed,rabbitmq,jetstream"
     )]
     systems: Vec<String>,
+    /// Scenarios to run, comma-separated (default: all). One that works on
+    /// another's queue runs only with it: receive-complete after send,
+    /// wasm-drain after send-batch.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
     /// Where servers keep their data and logs (cleared first).
     #[arg(long, default_value = "target/bench/run")]
     work_dir: PathBuf,
@@ -110,6 +115,8 @@ pub(crate) struct Settings {
     pub(crate) rate: u32,
     /// Upper bound on any one wait in a scenario.
     pub(crate) limit: Duration,
+    /// The scenarios to run; empty: all.
+    pub(crate) scenarios: Vec<Scenario>,
 }
 
 /// The servers of this run; dropping it stops them all.
@@ -182,6 +189,7 @@ async fn run(args: &Args, servers: &mut Servers, results: &mut Results) -> anyho
         window: args.window,
         rate: args.rate,
         limit: Duration::from_secs(120 + (args.messages / 100) as u64),
+        scenarios: args.scenarios.clone(),
     };
     let pace = Pace {
         rate: args.rate,
@@ -413,6 +421,10 @@ impl Run<'_> {
         F: std::future::Future<Output = anyhow::Result<Sample>>,
     {
         let label = scenario.label(self.settings.rate);
+        let wanted = &self.settings.scenarios;
+        if !wanted.is_empty() && !wanted.contains(&scenario) {
+            return false;
+        }
         if self.dead {
             let e = anyhow::anyhow!("skipped: the host stopped answering earlier in this run");
             eprintln!("  {label:<45} {e}");

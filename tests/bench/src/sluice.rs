@@ -351,8 +351,8 @@ impl SluiceClient {
                     if answer.status == StatusCode::NO_CONTENT {
                         continue;
                     }
-                    let items: Vec<Value> = serde_json::from_slice(&answer.body)
-                        .context("a batch receive answer")?;
+                    let items: Vec<Value> =
+                        serde_json::from_slice(&answer.body).context("a batch receive answer")?;
                     let count = items.len();
                     if received.fetch_add(count, Ordering::Relaxed) + count >= n {
                         all_received.notify_one();

@@ -245,8 +245,9 @@ impl System {
     }
 }
 
-/// Scenarios in the order they are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Scenarios in the order they are printed (`--scenarios` names them in
+/// kebab case: `send`, `receive-complete`, ..., `latency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(crate) enum Scenario {
     /// One message per request/publish, many in flight.
     Send,
