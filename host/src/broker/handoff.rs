@@ -13,9 +13,11 @@
 //! A receiver registers as a [`Waiter`] under the queue's state lock, in
 //! the same critical section that found nothing to take, so a send sees
 //! either the waiter or (through the index) nothing missed. A send takes
-//! waiters oldest first, hands each up to its `max` messages after its
-//! commit, and gives back to the queue whatever a receiver that left in
-//! between can no longer take ([`super::index::Index::release_undelivered`]).
+//! waiters oldest first, only while nothing older is receivable, and hands
+//! each up to its `max` messages after its commit. Messages whose receiver
+//! left before it had them (the request was cancelled) are released at
+//! once ([`release`]), their delivery still counted: the same as a receive
+//! whose answer was lost on the way.
 
 use std::collections::VecDeque;
 
@@ -23,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::Queue;
 use super::message::ReceivedMessage;
+use crate::clock::now_ms;
 
 /// A peek-lock receiver waiting for messages.
 pub(super) struct Waiter {
@@ -71,6 +74,10 @@ impl Waiters {
         }
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
     /// The oldest waiter still listening.
     pub(super) fn take(&mut self) -> Option<Waiter> {
         while let Some(waiter) = self.waiting.pop_front() {
@@ -117,8 +124,9 @@ impl<'q> Waiting<'q> {
         messages
     }
 
-    /// Stops waiting. A send that took this waiter already is committed or
-    /// about to be: its messages are returned (`None`: nothing was handed).
+    /// Stops waiting. If a send took this waiter already, waits for it to
+    /// commit and returns its messages (`None`: nothing was handed, or the
+    /// send failed).
     pub(super) async fn withdraw(mut self) -> Option<Vec<ReceivedMessage>> {
         self.registered = false;
         if self.queue.state().waiters.withdraw(self.id) {
@@ -133,5 +141,27 @@ impl Drop for Waiting<'_> {
         if self.registered {
             self.queue.state().waiters.withdraw(self.id);
         }
+        // Handed over but never taken: the receive was cancelled.
+        self.delivered.close();
+        if let Ok(messages) = self.delivered.try_recv() {
+            release(self.queue, &messages);
+        }
     }
+}
+
+/// Gives back to `queue` handed messages no receiver got: their locks are
+/// released, so they are receivable again right away.
+pub(super) fn release(queue: &Queue, messages: &[ReceivedMessage]) {
+    let now = now_ms();
+    {
+        let mut state = queue.state();
+        for message in messages {
+            if let Some(lock) = message.lock {
+                state
+                    .active
+                    .release(message.sequence_number, lock.token, now);
+            }
+        }
+    }
+    queue.arrivals.notify_waiters();
 }

@@ -384,14 +384,11 @@ impl Index {
         }
     }
 
-    /// Takes back a lock whose receiver left before the message reached it
-    /// (a handoff that found the receiver gone): the message is receivable
-    /// again and the delivery that never happened is not counted.
-    pub(super) fn release_undelivered(&mut self, seq: SequenceNumber, now_ms: i64) {
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.delivery_count = slot.delivery_count.saturating_sub(1);
+    /// Releases `token`'s lock on `seq` at once, if it still holds it.
+    pub(super) fn release(&mut self, seq: SequenceNumber, token: LockToken, now_ms: i64) {
+        if self.check_lock(seq, token, now_ms) {
+            self.unlock(seq, now_ms, now_ms);
         }
-        self.unlock(seq, now_ms, now_ms);
     }
 
     /// Sets a locked message aside until it is received by sequence number.

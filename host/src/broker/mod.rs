@@ -970,6 +970,16 @@ impl Broker {
                 }
                 // Room left with the waiter taken last.
                 let mut room = 0usize;
+                // Waiters are handed new messages only while nothing older
+                // is receivable (say, an abandoned message whose wake-up
+                // they have not handled yet): that one goes first.
+                let nothing_ready = !state.waiters.is_empty()
+                    && matches!(
+                        state
+                            .active
+                            .next(now, Some(queue.properties().max_delivery_count), None),
+                        Next::Wait(_)
+                    );
                 for message in batches[i].drain(..) {
                     if queue.properties().requires_duplicate_detection
                         && let Some(id) = &message.message_id
@@ -985,7 +995,8 @@ impl Broker {
                     let seq = state.assign_sequence(&self.store, &queue.name)?;
                     let mut record = message.into_record(now, queue.properties().ttl_ms());
                     let slot = new_slot(&record, false);
-                    let receivable_now = record.visible_at_ms <= now
+                    let receivable_now = nothing_ready
+                        && record.visible_at_ms <= now
                         && record.expires_at_ms.is_none_or(|at| at > now);
                     if receivable_now
                         && room == 0
@@ -1041,6 +1052,8 @@ impl Broker {
                 .collect();
             let mut queued = false;
             let mut state = queue.state();
+            // Deleted during the commit: nothing to hand out.
+            let deleted = state.deleted;
             let mut seqs = Vec::with_capacity(assigned[i].len());
             for Assigned {
                 seq,
@@ -1052,16 +1065,20 @@ impl Broker {
                 state.active.insert(seq, slot, now);
                 state.size_in_bytes += body_bytes;
                 seqs.push(seq);
-                match handoff {
-                    Some((waiter, record)) => {
-                        if let Some((lock, _)) = state.active.lock(seq, lock_ms, now) {
-                            handed[waiter].push(ReceivedMessage {
-                                sequence_number: seq,
-                                lock: Some(lock),
-                                record,
-                            });
-                        }
-                    }
+                // Its time-to-live may have run out during the commit.
+                let handoff = handoff.filter(|(_, record)| {
+                    !deleted && record.expires_at_ms.is_none_or(|at| at > now)
+                });
+                let locked = handoff.and_then(|(waiter, record)| {
+                    let (lock, _) = state.active.lock(seq, lock_ms, now)?;
+                    Some((waiter, lock, record))
+                });
+                match locked {
+                    Some((waiter, lock, record)) => handed[waiter].push(ReceivedMessage {
+                        sequence_number: seq,
+                        lock: Some(lock),
+                        record,
+                    }),
                     None => queued = true,
                 }
             }
@@ -1069,12 +1086,7 @@ impl Broker {
             for (waiter, messages) in handoffs[i].drain(..).zip(handed) {
                 if let Err(undelivered) = waiter.deliver(messages) {
                     // The receiver left after the send took it.
-                    let mut state = queue.state();
-                    for message in undelivered {
-                        state
-                            .active
-                            .release_undelivered(message.sequence_number, now);
-                    }
+                    handoff::release(queue, &undelivered);
                     queued = true;
                 }
             }

@@ -251,7 +251,7 @@ async fn a_message_sent_to_a_waiting_receiver_is_locked_for_it_by_the_send_itsel
     // in the record it wrote, and took the receiver off the waiting list.
     let info = broker.queue_info("q").expect("info");
     assert_eq!((info.locked_message_count, info.message_count), (1, 1));
-    until_waiters(&broker, "q", 0).await;
+    assert_eq!(broker.queue("q").expect("queue").state().waiters.len(), 0);
     let received = receiver.await.expect("join").expect("receive");
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].record.body, b"hello");
@@ -321,8 +321,18 @@ async fn a_receiver_that_gave_up_leaves_no_waiter_and_misses_no_message() {
     assert_eq!(received[0].record.delivery_count, 1);
 }
 
+/// The count of `q`'s messages that are (receivable, locked, scheduled).
+fn states(broker: &Broker) -> (usize, usize, usize) {
+    let info = broker.queue_info("q").expect("info");
+    (
+        info.active_message_count - info.locked_message_count,
+        info.locked_message_count,
+        info.scheduled_message_count,
+    )
+}
+
 #[tokio::test]
-async fn a_receiver_gone_after_the_send_took_it_gets_its_messages_back_into_the_queue() {
+async fn a_receiver_gone_after_the_send_took_it_leaves_the_message_receivable_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Arc::new(open(dir.path()));
     queue_with(&broker, 0).await;
@@ -332,18 +342,82 @@ async fn a_receiver_gone_after_the_send_took_it_gets_its_messages_back_into_the_
         let broker = broker.clone();
         tokio::spawn(async move { broker.send("q", vec![message("orphan")]).await })
     };
-    // The send took the waiter and now waits for its fsync.
+    // The send took the waiter and now waits for its fsync (durability
+    // fsync: the commit always yields).
     until_waiters(&broker, "q", 0).await;
     assert_eq!(broker.queue_info("q").expect("info").message_count, 0);
     drop(waiting);
     send.await.expect("join").expect("send");
-    // Receivable again, and the delivery that never reached anyone is not counted.
-    let info = broker.queue_info("q").expect("info");
-    assert_eq!(
-        (info.active_message_count, info.locked_message_count),
-        (1, 0)
-    );
+    // Receivable again without waiting for the lock to expire; the
+    // delivery stays counted, in memory as on disk, like that of a receive
+    // whose answer was lost.
+    assert_eq!(states(&broker), (1, 0, 0));
+    let (_copy, restarted) = crash_copy(dir.path());
+    for broker in [&*broker, &restarted] {
+        let received = peek_lock(broker, &EntityPath::parse("q"), 1).await;
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].record.delivery_count, 2);
+    }
+}
+
+#[tokio::test]
+async fn messages_handed_to_a_receive_cancelled_before_it_took_them_are_released_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let queue = broker.queue("q").expect("queue");
+    let waiting = Waiting::register(&queue, &mut queue.state().waiters, 1);
+    // The send completes and hands the message over; the receive is
+    // cancelled (its future dropped) before it looks.
+    broker
+        .send("q", vec![message("dropped")])
+        .await
+        .expect("send");
+    assert_eq!(states(&broker), (0, 1, 0));
+    drop(waiting);
+    assert_eq!(states(&broker), (1, 0, 0));
     let received = peek_lock(&broker, &EntityPath::parse("q"), 1).await;
-    assert_eq!(received.len(), 1);
-    assert_eq!(received[0].record.delivery_count, 1);
+    assert_eq!(received[0].record.delivery_count, 2);
+}
+
+#[tokio::test]
+async fn a_scheduled_message_is_not_handed_to_a_waiting_receiver() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let receiver = spawn_receive(&broker, 1);
+    until_waiters(&broker, "q", 1).await;
+    let later = NewMessage {
+        scheduled_at_ms: Some(now_ms() + 60_000),
+        ..message("later")
+    };
+    broker.send("q", vec![later]).await.expect("send");
+    assert_eq!(states(&broker), (0, 0, 1));
+    assert_eq!(broker.queue("q").expect("queue").state().waiters.len(), 1);
+    receiver.abort();
+}
+
+#[tokio::test]
+async fn an_older_receivable_message_goes_before_a_new_one_is_handed_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 1).await;
+    let path = EntityPath::parse("q");
+    let first = peek_lock(&broker, &path, 1).await;
+    // A waiter registered while the queue had nothing receivable, then the
+    // old message abandoned before that waiter looked again.
+    let queue = broker.queue("q").expect("queue");
+    let waiting = Waiting::register(&queue, &mut queue.state().waiters, 1);
+    abandon(&broker, &path, &first[0]).await;
+    broker.send("q", vec![message("new")]).await.expect("send");
+    // The new message was not handed past the old one.
+    assert_eq!(states(&broker), (2, 0, 0));
+    assert_eq!(queue.state().waiters.len(), 1);
+    drop(waiting);
+    let received = peek_lock(&broker, &path, 2).await;
+    let got: Vec<(&[u8], u32)> = received
+        .iter()
+        .map(|m| (m.record.body.as_slice(), m.record.delivery_count))
+        .collect();
+    assert_eq!(got, vec![(&b"0"[..], 2), (&b"new"[..], 1)]);
 }
