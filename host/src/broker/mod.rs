@@ -16,7 +16,8 @@
 //! forwards dead letters and forgets old duplicate-detection ids.
 //!
 //! Durability: a send, receive, complete or dead-letter returns only once
-//! it is on disk (group commit). Locks live in memory: after a crash every
+//! it is on disk (group commit). A send whose caller goes away during its
+//! commit still completes ([`Accepted`]): what sled holds, receivers see. Locks live in memory: after a crash every
 //! locked message is delivered again, with its delivery count kept. A
 //! peek-lock receive writes its messages' new delivery counts as one small
 //! *delivery log* record ([`Broker::log_deliveries`]) rather than rewriting
@@ -590,6 +591,117 @@ struct Assigned {
     handoff: Option<(usize, MessageRecord)>,
 }
 
+/// Messages a send wrote to sled, on their way into the index: they enter
+/// it once their commit is durable. That happens even if the send's caller
+/// goes away during the commit (an HTTP client hanging up): dropped
+/// unfinished, the rest runs as a task of its own, so a stored message is
+/// never left invisible until the next start.
+struct Accepted {
+    store: Store,
+    queues: Vec<Arc<Queue>>,
+    assigned: Vec<Vec<Assigned>>,
+    /// Per queue, the waiters its messages go to.
+    handoffs: Vec<Vec<Waiter>>,
+    finished: bool,
+    /// Off in the task that finishes a dropped one (no second task).
+    finish_if_dropped: bool,
+}
+
+impl Accepted {
+    /// Waits for the commit, then lets receivers see the messages; returns
+    /// their sequence numbers per queue.
+    async fn commit(mut self) -> Result<Vec<Vec<SequenceNumber>>, BrokerError> {
+        let committed = self.store.commit().await;
+        // A failed commit poisoned the store; nothing enters the index.
+        self.finished = true;
+        committed?;
+        Ok(self.publish())
+    }
+
+    /// Enters the messages into their queues' indexes and hands the
+    /// waiters theirs.
+    fn publish(&mut self) -> Vec<Vec<SequenceNumber>> {
+        let now = now_ms();
+        let mut result = Vec::with_capacity(self.queues.len());
+        for (i, queue) in self.queues.iter().enumerate() {
+            let lock_ms = queue.properties().lock_duration_ms();
+            let mut handed: Vec<Vec<ReceivedMessage>> = self.handoffs[i]
+                .iter()
+                .map(|w| Vec::with_capacity(w.max))
+                .collect();
+            let mut queued = false;
+            let mut state = queue.state();
+            // Deleted during the commit: nothing to hand out.
+            let deleted = state.deleted;
+            let mut seqs = Vec::with_capacity(self.assigned[i].len());
+            for Assigned {
+                seq,
+                slot,
+                body_bytes,
+                handoff,
+            } in self.assigned[i].drain(..)
+            {
+                state.active.insert(seq, slot, now);
+                state.size_in_bytes += body_bytes;
+                seqs.push(seq);
+                // Its time-to-live may have run out during the commit.
+                let handoff = handoff.filter(|(_, record)| {
+                    !deleted && record.expires_at_ms.is_none_or(|at| at > now)
+                });
+                let locked = handoff.and_then(|(waiter, record)| {
+                    let (lock, _) = state.active.lock(seq, lock_ms, now)?;
+                    Some((waiter, lock, record))
+                });
+                match locked {
+                    Some((waiter, lock, record)) => handed[waiter].push(ReceivedMessage {
+                        sequence_number: seq,
+                        lock: Some(lock),
+                        record,
+                    }),
+                    None => queued = true,
+                }
+            }
+            drop(state);
+            for (waiter, messages) in self.handoffs[i].drain(..).zip(handed) {
+                if let Err(undelivered) = waiter.deliver(messages) {
+                    // The receiver left after the send took it.
+                    handoff::release(queue, &undelivered);
+                    queued = true;
+                }
+            }
+            if queued {
+                queue.arrivals.notify_waiters();
+            }
+            result.push(seqs);
+        }
+        result
+    }
+}
+
+impl Drop for Accepted {
+    fn drop(&mut self) {
+        if self.finished || !self.finish_if_dropped {
+            return;
+        }
+        let rest = Accepted {
+            store: self.store.clone(),
+            queues: std::mem::take(&mut self.queues),
+            assigned: std::mem::take(&mut self.assigned),
+            handoffs: std::mem::take(&mut self.handoffs),
+            finished: false,
+            finish_if_dropped: false,
+        };
+        // Without a runtime the process is ending: the next start finds them.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = rest.commit().await {
+                    tracing::warn!(error = %e, "a cancelled send's commit failed");
+                }
+            });
+        }
+    }
+}
+
 /// Writes that need not be atomic together (delivery counts, removals of
 /// settled messages), collected under a queue's state lock and applied
 /// after it is released. One by one rather than as a `sled::Batch`: a
@@ -1040,62 +1152,16 @@ impl Broker {
         }
         .map_err(StoreError::from)?;
         drop(writes);
-        self.store.commit().await?;
-        // Only now may receivers see them: they are durable.
-        let now = now_ms();
-        let mut result = Vec::with_capacity(queues.len());
-        for (i, queue) in queues.iter().enumerate() {
-            let lock_ms = queue.properties().lock_duration_ms();
-            let mut handed: Vec<Vec<ReceivedMessage>> = handoffs[i]
-                .iter()
-                .map(|w| Vec::with_capacity(w.max))
-                .collect();
-            let mut queued = false;
-            let mut state = queue.state();
-            // Deleted during the commit: nothing to hand out.
-            let deleted = state.deleted;
-            let mut seqs = Vec::with_capacity(assigned[i].len());
-            for Assigned {
-                seq,
-                slot,
-                body_bytes,
-                handoff,
-            } in assigned[i].drain(..)
-            {
-                state.active.insert(seq, slot, now);
-                state.size_in_bytes += body_bytes;
-                seqs.push(seq);
-                // Its time-to-live may have run out during the commit.
-                let handoff = handoff.filter(|(_, record)| {
-                    !deleted && record.expires_at_ms.is_none_or(|at| at > now)
-                });
-                let locked = handoff.and_then(|(waiter, record)| {
-                    let (lock, _) = state.active.lock(seq, lock_ms, now)?;
-                    Some((waiter, lock, record))
-                });
-                match locked {
-                    Some((waiter, lock, record)) => handed[waiter].push(ReceivedMessage {
-                        sequence_number: seq,
-                        lock: Some(lock),
-                        record,
-                    }),
-                    None => queued = true,
-                }
-            }
-            drop(state);
-            for (waiter, messages) in handoffs[i].drain(..).zip(handed) {
-                if let Err(undelivered) = waiter.deliver(messages) {
-                    // The receiver left after the send took it.
-                    handoff::release(queue, &undelivered);
-                    queued = true;
-                }
-            }
-            if queued {
-                queue.arrivals.notify_waiters();
-            }
-            result.push(seqs);
+        Accepted {
+            store: self.store.clone(),
+            queues,
+            assigned,
+            handoffs,
+            finished: false,
+            finish_if_dropped: true,
         }
-        Ok(result)
+        .commit()
+        .await
     }
 
     /// Receives one message, waiting up to `wait` for one to arrive.

@@ -421,3 +421,36 @@ async fn an_older_receivable_message_goes_before_a_new_one_is_handed_over() {
         .collect();
     assert_eq!(got, vec![(&b"0"[..], 2), (&b"new"[..], 1)]);
 }
+
+#[tokio::test]
+async fn a_send_whose_caller_went_away_during_its_commit_still_makes_its_message_receivable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, 0).await;
+    let send = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.send("q", vec![message("orphaned send")]).await })
+    };
+    // Run the send until it has written the message and waits for its fsync.
+    let stored = || {
+        broker
+            .store
+            .messages()
+            .scan_prefix(key_prefix("q", TAG_ACTIVE))
+            .count()
+    };
+    for _ in 0..1000 {
+        if stored() == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(stored(), 1, "the send wrote its message");
+    // The HTTP client hangs up: the send's future is dropped mid-commit.
+    send.abort();
+    assert!(send.await.expect_err("aborted").is_cancelled());
+    // The message still becomes receivable once durable, without a restart.
+    let received = peek_lock(&broker, &EntityPath::parse("q"), 1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].record.body, b"orphaned send");
+}
