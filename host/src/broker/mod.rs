@@ -17,8 +17,9 @@
 //!
 //! Durability: a send, receive, complete or dead-letter returns only once
 //! it is on disk (group commit). A send whose caller goes away during its
-//! commit still completes ([`Accepted`]): what sled holds, receivers see. Locks live in memory: after a crash every
-//! locked message is delivered again, with its delivery count kept. A
+//! commit still completes ([`Accepted`]): what sled holds, receivers see.
+//! Locks live in memory: after a crash every locked message is delivered
+//! again, with its delivery count kept. A
 //! peek-lock receive writes its messages' new delivery counts as one small
 //! *delivery log* record ([`Broker::log_deliveries`]) rather than rewriting
 //! every message record; loading replays the logs, and a log is deleted
@@ -1107,10 +1108,10 @@ impl Broker {
                     let seq = state.assign_sequence(&self.store, &queue.name)?;
                     let mut record = message.into_record(now, queue.properties().ttl_ms());
                     let slot = new_slot(&record, false);
-                    let receivable_now = nothing_ready
+                    let may_hand_over = nothing_ready
                         && record.visible_at_ms <= now
                         && record.expires_at_ms.is_none_or(|at| at > now);
-                    if receivable_now
+                    if may_hand_over
                         && room == 0
                         && let Some(waiter) = state.waiters.take()
                     {
@@ -1119,7 +1120,7 @@ impl Broker {
                     }
                     // The record goes to a waiting receiver: it is written
                     // with the delivery that receiver is about to get.
-                    let handed_to = (receivable_now && room > 0).then(|| {
+                    let handed_to = (may_hand_over && room > 0).then(|| {
                         room -= 1;
                         record.delivery_count = 1;
                         handoffs[i].len() - 1
@@ -1249,16 +1250,16 @@ impl Broker {
                 let in_ms = u64::try_from(at - now_ms()).unwrap_or(0);
                 sleep_until = sleep_until.min(now + Duration::from_millis(in_ms));
             }
-            let Some(mut waiting) = waiting else {
-                tokio::select! {
-                    _ = &mut arrival => {}
-                    _ = tokio::time::sleep_until(sleep_until) => {}
+            let mut waiting = waiting;
+            let handed = async {
+                match waiting.as_mut() {
+                    Some(waiting) => waiting.delivered().await,
+                    None => std::future::pending().await,
                 }
-                continue;
             };
             tokio::select! {
                 biased;
-                handed = waiting.delivered() => {
+                handed = handed => {
                     // Committed by the send; `None`: its write failed.
                     match handed {
                         Some(messages) if !messages.is_empty() => return Ok(messages),
@@ -1268,7 +1269,8 @@ impl Broker {
                 _ = &mut arrival => {}
                 _ = tokio::time::sleep_until(sleep_until) => {}
             }
-            if let Some(messages) = waiting.withdraw().await
+            if let Some(waiting) = waiting
+                && let Some(messages) = waiting.withdraw().await
                 && !messages.is_empty()
             {
                 return Ok(messages);

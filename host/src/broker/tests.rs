@@ -199,19 +199,29 @@ async fn delivery_logs_of_settled_messages_are_deleted_at_open() {
     );
 }
 
-/// Runs the scheduler until `queue` has `n` waiting receivers.
-async fn until_waiters(broker: &Broker, queue: &str, n: usize) {
-    let queue = broker.queue(queue).expect("queue");
+/// Runs the scheduler until `count()` is `n` (or gives up, failing).
+async fn until_count(what: &str, n: usize, count: impl Fn() -> usize) {
     for _ in 0..1000 {
-        if queue.state().waiters.len() == n {
+        if count() == n {
             return;
         }
         tokio::task::yield_now().await;
     }
-    panic!(
-        "expected {n} waiting receivers, found {}",
-        queue.state().waiters.len()
-    );
+    panic!("expected {n} {what}, found {}", count());
+}
+
+/// Runs the scheduler until `queue` has `n` waiting receivers.
+async fn until_waiters(broker: &Broker, queue: &str, n: usize) {
+    let queue = broker.queue(queue).expect("queue");
+    until_count("waiting receivers", n, || queue.state().waiters.len()).await;
+}
+
+/// A broker on a fresh data directory with queue `q` holding `n` messages.
+async fn broker_with_queue(n: usize) -> (tempfile::TempDir, Arc<Broker>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Arc::new(open(dir.path()));
+    queue_with(&broker, n).await;
+    (dir, broker)
 }
 
 /// A peek-lock receive of up to `max` messages from `q`, waiting long.
@@ -237,9 +247,7 @@ fn spawn_receive(
 
 #[tokio::test]
 async fn a_message_sent_to_a_waiting_receiver_is_locked_for_it_by_the_send_itself() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (dir, broker) = broker_with_queue(0).await;
     let path = EntityPath::parse("q");
     let receiver = spawn_receive(&broker, 5);
     until_waiters(&broker, "q", 1).await;
@@ -269,9 +277,7 @@ async fn a_message_sent_to_a_waiting_receiver_is_locked_for_it_by_the_send_itsel
 
 #[tokio::test]
 async fn a_send_hands_each_waiting_receiver_at_most_what_it_asked_for_oldest_first() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (_dir, broker) = broker_with_queue(0).await;
     let path = EntityPath::parse("q");
     let mut receivers = Vec::new();
     for max in [2, 1] {
@@ -305,9 +311,7 @@ async fn a_send_hands_each_waiting_receiver_at_most_what_it_asked_for_oldest_fir
 
 #[tokio::test]
 async fn a_receiver_that_gave_up_leaves_no_waiter_and_misses_no_message() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (_dir, broker) = broker_with_queue(0).await;
     let path = EntityPath::parse("q");
     let receiver = spawn_receive(&broker, 1);
     until_waiters(&broker, "q", 1).await;
@@ -333,9 +337,7 @@ fn states(broker: &Broker) -> (usize, usize, usize) {
 
 #[tokio::test]
 async fn a_receiver_gone_after_the_send_took_it_leaves_the_message_receivable_at_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (dir, broker) = broker_with_queue(0).await;
     let queue = broker.queue("q").expect("queue");
     let waiting = Waiting::register(&queue, &mut queue.state().waiters, 1);
     let send = {
@@ -362,9 +364,7 @@ async fn a_receiver_gone_after_the_send_took_it_leaves_the_message_receivable_at
 
 #[tokio::test]
 async fn messages_handed_to_a_receive_cancelled_before_it_took_them_are_released_at_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (_dir, broker) = broker_with_queue(0).await;
     let queue = broker.queue("q").expect("queue");
     let waiting = Waiting::register(&queue, &mut queue.state().waiters, 1);
     // The send completes and hands the message over; the receive is
@@ -382,9 +382,7 @@ async fn messages_handed_to_a_receive_cancelled_before_it_took_them_are_released
 
 #[tokio::test]
 async fn a_scheduled_message_is_not_handed_to_a_waiting_receiver() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (_dir, broker) = broker_with_queue(0).await;
     let receiver = spawn_receive(&broker, 1);
     until_waiters(&broker, "q", 1).await;
     let later = NewMessage {
@@ -399,9 +397,7 @@ async fn a_scheduled_message_is_not_handed_to_a_waiting_receiver() {
 
 #[tokio::test]
 async fn an_older_receivable_message_goes_before_a_new_one_is_handed_over() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 1).await;
+    let (_dir, broker) = broker_with_queue(1).await;
     let path = EntityPath::parse("q");
     let first = peek_lock(&broker, &path, 1).await;
     // A waiter registered while the queue had nothing receivable, then the
@@ -424,28 +420,20 @@ async fn an_older_receivable_message_goes_before_a_new_one_is_handed_over() {
 
 #[tokio::test]
 async fn a_send_whose_caller_went_away_during_its_commit_still_makes_its_message_receivable() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let broker = Arc::new(open(dir.path()));
-    queue_with(&broker, 0).await;
+    let (_dir, broker) = broker_with_queue(0).await;
     let send = {
         let broker = broker.clone();
         tokio::spawn(async move { broker.send("q", vec![message("orphaned send")]).await })
     };
     // Run the send until it has written the message and waits for its fsync.
-    let stored = || {
+    until_count("stored messages", 1, || {
         broker
             .store
             .messages()
             .scan_prefix(key_prefix("q", TAG_ACTIVE))
             .count()
-    };
-    for _ in 0..1000 {
-        if stored() == 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(stored(), 1, "the send wrote its message");
+    })
+    .await;
     // The HTTP client hangs up: the send's future is dropped mid-commit.
     send.abort();
     assert!(send.await.expect_err("aborted").is_cancelled());
